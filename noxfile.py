@@ -75,9 +75,12 @@ def isolation_core(session: nox.Session) -> None:
         session.run(
             "python",
             "-c",
-            f"import importlib.util, sys; sys.exit(importlib.util.find_spec({framework!r}) is not None)",
+            "import importlib.util, sys; "
+            f"sys.exit(importlib.util.find_spec({framework!r}) is not None)",
         )
-    session.run("pytest", "tests/core", "tests/security", "-p", "no:cacheprovider", *session.posargs)
+    session.run(
+        "pytest", "tests/core", "tests/security", "-p", "no:cacheprovider", *session.posargs
+    )
 
 
 @nox.session

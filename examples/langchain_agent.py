@@ -166,9 +166,13 @@ def main() -> int:
         if base_url is None:
             server = stack.enter_context(ModelServer())
             script(server)
-            print(f"No AGENTLEASE_DEMO_BASE_URL set: using the scripted model server at {server.url}")
+            print(
+                f"No AGENTLEASE_DEMO_BASE_URL set: using the scripted model server at {server.url}"
+            )
             root = server.url.removesuffix("/v1")
-            declared = routes(f"{root}/fast/v1", f"{root}/secure/v1", "fast-model", "secure-model", None)
+            declared = routes(
+                f"{root}/fast/v1", f"{root}/secure/v1", "fast-model", "secure-model", None
+            )
         else:
             model = os.environ.get("AGENTLEASE_DEMO_MODEL", "gpt-4o-mini")
             declared = routes(base_url, base_url, model, model, key_env)

@@ -6,7 +6,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import re
 import sys
 import threading
@@ -63,9 +62,14 @@ class TokenCounts:
     total_tokens: int
 
 
-class FailingSink:
+class FailOnceSink:
+    def __init__(self) -> None:
+        self.failed = False
+
     def write(self, record: AuditRecord) -> None:
-        raise OSError("disk full")
+        if not self.failed:
+            self.failed = True
+            raise OSError("disk full")
 
     def flush(self) -> None:
         pass
@@ -92,7 +96,9 @@ def write_log(path: Path, count: int) -> list[AuditRecord]:
 
 
 def lines_of(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+    """Split a log into lines at "\n" only, as JSONL readers do (not at U+2028)."""
+    parts = path.read_text(encoding="utf-8").split("\n")
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def rehash(line: str) -> str:
@@ -157,6 +163,25 @@ def test_append_line_equals_canonical_json(log_path: Path) -> None:
     assert line == canonical_json(json.loads(line)) + "\n"
 
 
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {},
+        {"b": "x", "a": 1, "c": True, "d": False, "e": None},
+        {"n": -(2**70), "s": 'quote " \\ \x00 é 𝄞 \u2028'},
+        {"f": 0.1, "g": 1e300},
+        {"nested": {"z": [1, {"y": None}]}},
+    ],
+)
+def test_append_attributes_equal_canonical_json(log_path: Path, attributes: dict[str, Any]) -> None:
+    with AuditLog.to_file(log_path) as log:
+        log.append(session_id="t", action="finding", actor=ACTOR, attributes=attributes)
+
+    (line,) = lines_of(log_path)
+    assert line == canonical_json(json.loads(line)) + "\n"
+    assert json.loads(line)["attributes"] == attributes
+
+
 def test_append_record_equals_validated_record(log_path: Path) -> None:
     with AuditLog.to_file(log_path) as log:
         record = log.append(
@@ -213,6 +238,15 @@ def test_append_accepts_mappings() -> None:
     assert record.usage == UsageInfo(input_tokens=1)
 
 
+@pytest.mark.parametrize("outcome", ["ok", "denied", "error", "cancelled"])
+def test_append_outcome_survives_verification(log_path: Path, outcome: str) -> None:
+    with AuditLog.to_file(log_path) as log:
+        log.append(session_id="t", action="task.end", actor=ACTOR, outcome=outcome)
+
+    assert verify_log(log_path).records == 1
+    assert read_log(log_path)[0].outcome == outcome
+
+
 def test_append_rejects_invalid_outcome() -> None:
     log = AuditLog(MemoryAuditSink())
 
@@ -228,15 +262,16 @@ def test_append_rejects_invalid_trace_id() -> None:
 
 
 def test_append_stores_non_json_attributes_as_repr(log_path: Path) -> None:
+    odd_attributes: dict[Any, Any] = {"members": frozenset({1}), "ratio": float("nan"), 3: "x"}
     with AuditLog.to_file(log_path) as log:
         record = log.append(
             session_id="t",
             action="finding",
             actor=ACTOR,
-            attributes={"members": frozenset({1}), "ratio": float("nan"), 3: "int key"},
+            attributes=odd_attributes,
         )
 
-    assert record.attributes == {"members": "frozenset({1})", "ratio": "nan", "3": "int key"}
+    assert record.attributes == {"members": "frozenset({1})", "ratio": "nan", "3": "x"}
     assert verify_log(log_path).records == 1
 
 
@@ -279,7 +314,7 @@ def test_audit_log_needs_a_sink() -> None:
 
 def test_sink_failure_raises_and_keeps_other_sinks() -> None:
     memory = MemoryAuditSink()
-    log = AuditLog([FailingSink(), memory])
+    log = AuditLog([FailOnceSink(), memory])
 
     with pytest.raises(AuditError, match="disk full"):
         log.append(session_id="t", action="task.start", actor=ACTOR)
@@ -341,11 +376,11 @@ def test_credential_info_from_grant() -> None:
         audience: str
         expires_at: int
 
-    grant = Grant(token="eyJ.secret.token", jti="j1", key_id="k1", audience="route:a", exp := 9)
+    grant = Grant(token="eyJ.secret.token", jti="j1", key_id="k1", audience="route:a", expires_at=9)
 
     info = CredentialInfo.from_grant(grant)
 
-    assert info == CredentialInfo(mode="grant", jti="j1", kid="k1", aud="route:a", exp=exp)
+    assert info == CredentialInfo(mode="grant", jti="j1", kid="k1", aud="route:a", exp=9)
     assert "eyJ" not in info.model_dump_json()
 
 
@@ -426,9 +461,13 @@ def test_reopen_with_other_chain_id_raises(log_path: Path) -> None:
 
 def test_files_of_different_chains_raise(tmp_path: Path) -> None:
     write_log(tmp_path / "a.jsonl", 1)
+    sinks = [JsonlAuditSink(tmp_path / "a.jsonl"), JsonlAuditSink(tmp_path / "b.jsonl")]
 
     with pytest.raises(ConfigurationError, match="end in different records"):
-        AuditLog([JsonlAuditSink(tmp_path / "a.jsonl"), JsonlAuditSink(tmp_path / "b.jsonl")])
+        AuditLog(sinks)
+
+    for sink in sinks:
+        sink.close()
 
 
 @pytest.mark.parametrize("fsync", ["always", "flush", "never"])
@@ -643,38 +682,46 @@ def test_read_log_rejects_invalid_line(log_path: Path) -> None:
 def nested_session_records() -> list[AuditRecord]:
     sink = MemoryAuditSink()
     log = AuditLog(sink, chain_id="c", clock=StepClock())
-    parent = {"session_id": "task-a", "task_name": "report", "actor": ACTOR}
-    child = {"session_id": "task-b", "parent_session_id": "task-a", "task_name": "search"}
-    log.append(action="task.start", on_behalf_of="alice", attributes={"purpose": "weekly"}, **parent)
-    log.append(
-        action="model.call",
+
+    def parent(action: str, **fields: Any) -> None:
+        log.append(session_id="task-a", task_name="report", actor=ACTOR, action=action, **fields)
+
+    def child(action: str, **fields: Any) -> None:
+        log.append(
+            session_id="task-b",
+            parent_session_id="task-a",
+            task_name="search",
+            actor=ACTOR,
+            action=action,
+            **fields,
+        )
+
+    parent("task.start", on_behalf_of="alice", attributes={"purpose": "weekly"})
+    parent(
+        "model.call",
         resource="route:fast",
         decision=DecisionInfo(allowed=True, policy_ids=("grant-routes",), reason="grant ok"),
         credential=CredentialInfo(
             mode="grant", jti="Zx81kq0e3Jd9a7Fb", kid="k1", aud="route:fast", exp=1767226200
         ),
         usage=UsageInfo(input_tokens=12, output_tokens=30, total_tokens=42),
-        **parent,
     )
-    log.append(action="task.start", actor=ACTOR, **child)
-    log.append(
-        action="tool.call",
-        actor=ACTOR,
+    child("task.start")
+    child(
+        "tool.call",
         resource="tool:delete_files",
         outcome="denied",
         decision=DecisionInfo(allowed=False, policy_ids=("high-risk",), reason="unverified"),
-        **child,
     )
-    log.append(action="task.end", actor=ACTOR, **child)
-    log.append(
-        action="model.call",
+    child("task.end")
+    parent(
+        "model.call",
         resource="route:legacy",
         credential=CredentialInfo(mode="api_key"),
         outcome="error",
         error=ErrorInfo(type="agentlease.errors.ProviderUnavailable", message="refused"),
-        **parent,
     )
-    log.append(action="task.end", **parent)
+    parent("task.end")
     return sink.records
 
 
@@ -842,5 +889,4 @@ def test_file_lines_are_utf8(log_path: Path) -> None:
     with AuditLog.to_file(log_path) as log:
         log.append(session_id="t", task_name="é", action="task.start", actor=ACTOR)
 
-    assert "é".encode() in log_path.read_bytes()
-    assert os.path.getsize(log_path) == len(log_path.read_bytes())
+    assert '"task_name":"é"'.encode() in log_path.read_bytes()

@@ -109,7 +109,7 @@ def test_duplicate_route_names_are_rejected(tmp_path: Path) -> None:
 
 def test_missing_policy_file_names_the_path(tmp_path: Path) -> None:
     path = write(tmp_path, VALID + '\n[policy]\npath = "missing.cedar"\n')
-    with pytest.raises(PolicyLoadError, match="missing.cedar"):
+    with pytest.raises(PolicyLoadError, match=r"missing\.cedar"):
         agentlease.Runtime.from_config(path)
 
 
@@ -120,9 +120,7 @@ def test_invalid_cedar_policy_fails_at_load(tmp_path: Path) -> None:
         agentlease.Runtime.from_config(path)
 
 
-def test_config_env_names_a_missing_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_config_env_names_a_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigurationError, match=CONFIG_ENV):
         find_config()

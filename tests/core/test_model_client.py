@@ -165,14 +165,17 @@ def test_unreachable_provider_names_route(tmp_path: Path) -> None:
     sink = MemoryAuditSink()
     runtime = agentlease.Runtime(routes=[route], audit=AuditLog(sink))
     try:
-        with pytest.raises(ProviderUnavailable, match="down"), agentlease.task("x", runtime=runtime):
+        with (
+            pytest.raises(ProviderUnavailable, match="down"),
+            agentlease.task("x", runtime=runtime),
+        ):
             agentlease.ModelClient("g").chat(HELLO)
     finally:
         runtime.close()
     failed = [r for r in sink.records if r.action == "model.call"]
     assert failed[0].outcome == "error"
     assert failed[0].error is not None
-    assert failed[0].error.type == "ProviderUnavailable"
+    assert failed[0].error.type == "agentlease.errors.ProviderUnavailable"
 
 
 def test_stream_yields_chunks_and_audits_usage(
@@ -293,3 +296,16 @@ def test_chat_span_is_child_of_task_span(
     assert chat.attributes["gen_ai.request.model"] == "fast-model"
     assert chat.attributes["gen_ai.usage.output_tokens"] > 0
     assert chat.attributes["agentlease.route"] == "fast"
+
+
+def test_task_jurisdiction_selects_matching_route(
+    runtime: agentlease.Runtime,
+    model_server: ModelServer,
+    audit_records: Callable[[], list[AuditRecord]],
+) -> None:
+    with agentlease.task("gdpr", jurisdiction="eu"):
+        response = agentlease.ModelClient("default").chat(HELLO)
+    assert response.route == "secure"
+    denied = records_of(audit_records(), "policy.decision")
+    assert denied[0].decision is not None
+    assert denied[0].decision.policy_ids == ("jurisdiction-match",)

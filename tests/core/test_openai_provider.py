@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from agentlease.errors import (
     ConfigurationError,
     ProviderAuthError,
@@ -117,6 +118,14 @@ def test_chat_sends_sampling_parameters(
     assert body["response_format"] == {"type": "text"}
 
 
+def test_chat_sends_single_stop_string(
+    provider: OpenAIProvider, route: Route, server: ModelServer, auth: RouteAuth
+) -> None:
+    provider.chat(route, ask(stop="END"), auth=auth)
+
+    assert sent_body(server)["stop"] == ["END"]
+
+
 def test_chat_merges_extra_without_overriding(
     provider: OpenAIProvider, route: Route, server: ModelServer, auth: RouteAuth
 ) -> None:
@@ -179,7 +188,7 @@ def test_chat_sends_tool_history(
         Message(role="system", content="Be brief."),
         Message(role="user", content="What is 1 + 2?", name="ada"),
         Message(role="assistant", tool_calls=(call,)),
-        Message(role="tool", content="3", tool_call_id="call_1"),
+        Message(role="tool", content="3", tool_call_id="call_1", name="add"),
     ]
 
     provider.chat(route, ChatRequest(messages=messages, tools=[ADD_TOOL]), auth=auth)
@@ -274,6 +283,18 @@ def test_chat_joins_text_parts_of_answer(
 
     assert response.message.content == "ab"
     assert response.usage is None
+
+
+def test_chat_returns_refusal_as_content(
+    provider: OpenAIProvider, route: Route, server: ModelServer, auth: RouteAuth
+) -> None:
+    message = {"role": "assistant", "content": None, "refusal": "I cannot help with that."}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    server.script(Reply.raw(json.dumps({"model": "m", "choices": [choice]}).encode()))
+
+    response = provider.chat(route, ask(), auth=auth)
+
+    assert response.message.content == "I cannot help with that."
 
 
 async def test_achat_returns_text(provider: OpenAIProvider, route: Route, auth: RouteAuth) -> None:

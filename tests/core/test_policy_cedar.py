@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agentlease.errors import ConfigurationError, PolicyLoadError
 from agentlease.policy import (
     AccessRequest,
@@ -26,6 +27,7 @@ STARTER_IDS = (
     "model-task-credential",
     "model-static-key-low-data",
     "data-class-clearance",
+    "jurisdiction-match",
     "tool-default",
     "tool-high-risk-unverified",
     "tool-data-class-clearance",
@@ -69,13 +71,17 @@ def route(name: str = "fast", **options: Any) -> Route:
 
 
 def model_request(
-    target: Route, *, data_class: str = "internal", subject: Subject | None = None
+    target: Route,
+    *,
+    data_class: str = "internal",
+    subject: Subject | None = None,
+    jurisdiction: str | None = None,
 ) -> AccessRequest:
     return AccessRequest(
         subject=subject or agent(),
         action="invoke_model",
         resource=Resource.for_route(target),
-        context=context(data_class),
+        context=context(data_class, jurisdiction=jurisdiction),
     )
 
 
@@ -676,3 +682,18 @@ def test_cache_over_cedar_engine(engine: CedarEngine) -> None:
 
     assert first == second
     assert second[0].policy_ids == ("data-class-clearance",)
+
+
+def test_starter_denies_route_outside_task_jurisdiction(engine: CedarEngine) -> None:
+    decision = decide(engine, model_request(route(jurisdiction="us"), jurisdiction="eu"))
+    assert not decision.allowed
+    assert decision.policy_ids == ("jurisdiction-match",)
+
+
+def test_starter_allows_route_in_task_jurisdiction(engine: CedarEngine) -> None:
+    decision = decide(engine, model_request(route(jurisdiction="eu"), jurisdiction="eu"))
+    assert decision.allowed
+
+
+def test_starter_ignores_jurisdiction_when_task_names_none(engine: CedarEngine) -> None:
+    assert decide(engine, model_request(route(jurisdiction="us"))).allowed

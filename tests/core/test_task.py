@@ -110,18 +110,23 @@ def test_threads_with_copied_context_inherit_task(runtime: agentlease.Runtime) -
 
 
 def test_subtask_inherits_and_narrows(runtime: agentlease.Runtime) -> None:
-    with agentlease.task("parent", data_class="confidential", jurisdiction="eu") as parent:
-        with agentlease.task("child", data_class="public") as child:
-            assert child.parent is parent
-            assert child.data_class == "confidential"
-            assert child.jurisdiction == "eu"
-            assert child.depth == 1
+    with (
+        agentlease.task("parent", data_class="confidential", jurisdiction="eu") as parent,
+        agentlease.task("child", data_class="public") as child,
+    ):
+        assert child.parent is parent
+        assert child.data_class == "confidential"
+        assert child.jurisdiction == "eu"
+        assert child.depth == 1
 
 
 def test_subtask_cannot_widen_jurisdiction(runtime: agentlease.Runtime) -> None:
-    with agentlease.task("parent", jurisdiction="eu"):
-        with pytest.raises(ConfigurationError, match="jurisdiction"):
-            agentlease.task("child", jurisdiction="us").__enter__()
+    with (
+        agentlease.task("parent", jurisdiction="eu"),
+        pytest.raises(ConfigurationError, match="jurisdiction"),
+        agentlease.task("child", jurisdiction="us"),
+    ):
+        pass
 
 
 def test_subtask_grant_carries_actor_chain(runtime: agentlease.Runtime) -> None:

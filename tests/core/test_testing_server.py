@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pydantic
 import pytest
+
 from agentlease.errors import ConfigurationError
 from agentlease.messages import ToolCall
 from agentlease.testing import FrozenClock, ModelServer, Reply, default_reply

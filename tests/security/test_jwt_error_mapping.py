@@ -117,9 +117,13 @@ def imports_pyjwt(path: Path) -> bool:
             alias.name == "jwt" or alias.name.startswith("jwt.") for alias in node.names
         ):
             return True
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module is not None:
-            if node.module == "jwt" or node.module.startswith("jwt."):
-                return True
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module is not None
+            and (node.module == "jwt" or node.module.startswith("jwt."))
+        ):
+            return True
     return False
 
 

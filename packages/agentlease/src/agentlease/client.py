@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from agentlease.audit.record import CredentialInfo
 from agentlease.errors import (
     ConfigurationError,
     NoPermittedRouteError,
@@ -243,7 +244,7 @@ class ModelClient:
                 "model.call",
                 resource=f"model:{name}",
                 outcome="error",
-                error={"type": type(exc).__name__, "message": str(exc)},
+                error=exc,
             )
             raise
 
@@ -253,14 +254,16 @@ class ModelClient:
             structured_output=request.needs_structured_output,
         )
         reasons: dict[str, str] = {
-            r.name: "the route lacks a capability the call needs" for r in routes if r not in capable
+            r.name: "the route lacks a capability the call needs"
+            for r in routes
+            if r not in capable
         }
         requests = [task.access_request("invoke_model", runtime.route_resource(r)) for r in capable]
         decisions = task.decide(requests) if requests else []
 
         plan: _Plan = []
         policy_ids: list[str] = []
-        for route, decision in zip(capable, decisions):
+        for route, decision in zip(capable, decisions, strict=True):
             if decision.allowed:
                 plan.append((route, decision))
                 continue
@@ -270,7 +273,7 @@ class ModelClient:
                 "policy.decision",
                 resource=route.audience,
                 outcome="denied",
-                decision=_decision_info(decision),
+                decision=decision,
                 attributes={"action": "invoke_model", "model": route.model},
             )
         if plan:
@@ -291,7 +294,7 @@ class ModelClient:
             "model.call",
             resource=f"model:{name}",
             outcome="denied",
-            error={"type": type(error).__name__, "message": str(error)},
+            error=error,
             attributes={"candidates": candidates},
         )
         raise error
@@ -301,7 +304,9 @@ class ModelClient:
         if not exc.retriable or index + 1 >= len(plan):
             return False
         following = plan[index + 1][0]
-        logger.info("route %s failed (%s); trying %s", exc.route, type(exc).__name__, following.name)
+        logger.info(
+            "route %s failed (%s); trying %s", exc.route, type(exc).__name__, following.name
+        )
         task.audit(
             "route.fallback",
             resource=f"route:{following.name}",
@@ -346,9 +351,9 @@ class _Call:
             "model.call",
             resource=self.route.audience,
             span=self.span,
-            decision=_decision_info(self.decision),
+            decision=self.decision,
             credential=self.credential,
-            usage=_usage_info(usage),
+            usage=usage,
             attributes=self._attributes(model, finish_reason),
         )
 
@@ -359,9 +364,9 @@ class _Call:
             resource=self.route.audience,
             span=self.span,
             outcome="error",
-            decision=_decision_info(self.decision),
+            decision=self.decision,
             credential=self.credential,
-            error={"type": type(exc).__name__, "message": str(exc)},
+            error=exc,
             attributes={
                 **self._attributes(None, None),
                 "retriable": exc.retriable,
@@ -375,9 +380,9 @@ class _Call:
             "model.call",
             resource=self.route.audience,
             span=self.span,
-            decision=_decision_info(self.decision),
+            decision=self.decision,
             credential=self.credential,
-            usage=_usage_info(usage),
+            usage=usage,
             attributes={**self._attributes(model, None), "stream_closed_early": True},
         )
 
@@ -420,20 +425,14 @@ class _StreamTracker:
 
 def _credential(
     task: Task, route: Route, decision: Decision
-) -> tuple[Callable[[], str], dict[str, Any]]:
+) -> tuple[Callable[[], str], CredentialInfo]:
     if route.credential == "grant":
         lifetime = _int_obligation(decision, "grant_lifetime")
         grant = task.grant(route.audience, "invoke_model", lifetime=lifetime)
         token = grant.token
-        return (lambda: token), {
-            "mode": "grant",
-            "jti": grant.jti,
-            "kid": grant.key_id,
-            "aud": grant.audience,
-            "exp": grant.expires_at,
-        }
+        return (lambda: token), CredentialInfo.from_grant(grant)
     if route.credential == "api_key":
-        return api_key_source(route), {"mode": "api_key", "aud": route.audience}
+        return api_key_source(route), CredentialInfo(mode="api_key", aud=route.audience)
     raise ConfigurationError(
         f"Route {route.name!r} uses credential 'exchange', which this version cannot perform "
         "yet; use 'grant' or 'api_key'."
@@ -456,21 +455,3 @@ def _int_obligation(decision: Decision, name: str) -> int | None:
     except (TypeError, ValueError):
         logger.warning("ignoring obligation %s with non-integer value %r", name, value)
         return None
-
-
-def _decision_info(decision: Decision) -> dict[str, Any]:
-    return {
-        "allowed": decision.allowed,
-        "policy_ids": list(decision.policy_ids),
-        "reason": decision.reason,
-    }
-
-
-def _usage_info(usage: Usage | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-    }

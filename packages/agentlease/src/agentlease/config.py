@@ -219,6 +219,4 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     except ConfigurationError as exc:
         raise ConfigurationError(f"In {str(file)!r}: {exc}") from None
 
-    return settings.model_copy(
-        update={"source": str(file), "base_dir": str(file.parent.resolve())}
-    )
+    return settings.model_copy(update={"source": str(file), "base_dir": str(file.parent.resolve())})

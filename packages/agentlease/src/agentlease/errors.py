@@ -21,7 +21,7 @@ AgentleaseError
 │   ├── GrantInvalid                   malformed, forged, or for another audience or issuer
 │   ├── GrantExpired
 │   └── GrantRevoked
-├── ProviderError                      a model provider failed; `retriable` says if another route may help
+├── ProviderError                      a provider call failed; see `retriable`
 │   ├── ProviderUnavailable            connection error or timeout
 │   ├── ProviderRateLimited            HTTP 429
 │   ├── ProviderAuthError              HTTP 401 or 403

@@ -74,7 +74,9 @@ class Runtime:
         self.routes = RouteCatalog(routes)
         engine = policy if policy is not None else CedarEngine()
         self.policy: PolicyEngine = (
-            CachingPolicyEngine(engine, ttl=decision_cache_ttl) if decision_cache_ttl > 0 else engine
+            CachingPolicyEngine(engine, ttl=decision_cache_ttl)
+            if decision_cache_ttl > 0
+            else engine
         )
         self.identity: IdentitySource = identity if identity is not None else DevelopmentIdentity()
         self.broker: Broker = broker if broker is not None else LocalBroker()
@@ -241,7 +243,9 @@ def configure(runtime: Runtime | None = None, /, **options: Any) -> Runtime:
     if runtime is None:
         runtime = Runtime.from_config(**options)
     elif options:
-        raise ConfigurationError("Pass either a Runtime or keyword options to configure(), not both.")
+        raise ConfigurationError(
+            "Pass either a Runtime or keyword options to configure(), not both."
+        )
     with _default_lock:
         _default = runtime
     return runtime

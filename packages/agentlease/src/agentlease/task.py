@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from agentlease.audit.record import AuditRecord
+from agentlease.audit.record import AuditRecord, CredentialInfo
 from agentlease.errors import ConfigurationError, TaskError
 from agentlease.grants import Grant, GrantCache
 from agentlease.policy import AccessRequest, Decision, Resource, Subject
@@ -130,7 +130,7 @@ class Task:
 
     @property
     def grants(self) -> list[Grant]:
-        """Every grant minted under this task, in minting order."""
+        """The grants minted under this task, in minting order; long-expired ones are dropped."""
         return self._grants.grants()
 
     @property
@@ -240,7 +240,7 @@ class Task:
         self.audit(
             "grant.mint",
             resource=audience,
-            credential=_credential_info(grant),
+            credential=CredentialInfo.from_grant(grant),
             attributes={"scope": scope},
         )
         return grant
@@ -281,7 +281,8 @@ class Task:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def begin(self) -> None:
+        """Start the task's span and audit session; `task()` calls it once, on entry."""
         self.span = self.runtime.telemetry.start_task_span(self)
         self.audit(
             "task.start",
@@ -316,7 +317,7 @@ class Task:
                 "task.end",
                 resource=f"task:{self.name}",
                 outcome=outcome,
-                error=_error_info(error) if outcome == "error" else None,
+                error=error if outcome == "error" else None,
                 attributes={
                     "grants_minted": len(grants),
                     "grants_revoked": len(self._revoked),
@@ -376,7 +377,7 @@ class TaskScope:
         if runtime is None:
             runtime = parent.runtime if parent is not None else get_runtime()
         opened = Task(name=self._name, runtime=runtime, parent=parent, **self._options)
-        opened._start()
+        opened.begin()
         self._task = opened
         self._token = _current.set(opened)
         return opened
@@ -465,7 +466,7 @@ def open_implicit_task(name: str, runtime: Runtime) -> Task:
     The caller must `close` it when the call ends.
     """
     opened = Task(name=name, runtime=runtime, implicit=True)
-    opened._start()
+    opened.begin()
     return opened
 
 
@@ -506,19 +507,3 @@ def _outcome(error: BaseException | None) -> str:
     ):
         return "cancelled"
     return "error"
-
-
-def _error_info(error: BaseException | None) -> dict[str, str] | None:
-    if error is None:
-        return None
-    return {"type": type(error).__name__, "message": str(error)[:500]}
-
-
-def _credential_info(grant: Grant) -> dict[str, Any]:
-    return {
-        "mode": "grant",
-        "jti": grant.jti,
-        "kid": grant.key_id,
-        "aud": grant.audience,
-        "exp": grant.expires_at,
-    }

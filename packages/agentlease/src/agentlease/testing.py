@@ -24,6 +24,7 @@ import logging
 import math
 import re
 import socket
+import socketserver
 import sys
 import threading
 from collections import deque
@@ -337,6 +338,12 @@ class _HttpServer(ThreadingHTTPServer):
         self.connection_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, which may query a DNS server.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = self.server_address[1]
+
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
             target=self.process_request_thread,
@@ -402,10 +409,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        length = self.headers.get("content-length")
-        if length is None:
+        length = self.headers.get("content-length", "")
+        if not length.isdigit():
             self.close_connection = True
-            self._send_error(411, "A Content-Length header is required.")
+            self._send_error(411, "A valid Content-Length header is required.")
             return
         raw = self.rfile.read(int(length))
         try:

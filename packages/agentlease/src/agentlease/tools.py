@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from agentlease.audit.hashing import stable_hash
+from agentlease.audit.record import CredentialInfo
 from agentlease.errors import ConfigurationError, PolicyDenied, TaskError
 from agentlease.grants import Grant
 from agentlease.policy import Decision, Resource
@@ -135,7 +136,7 @@ class ToolGuard:
             "tool.call",
             resource=self.audience,
             outcome="denied",
-            decision=_decision_info(decision),
+            decision=decision,
             attributes={"tool": self.name, "call_id": call_id},
         )
         return _raise(error)
@@ -251,7 +252,11 @@ class _ToolScope:
             lifetime=int(lifetime) if isinstance(lifetime, (int, str)) else None,
         )
         self.span = self.task.runtime.telemetry.start_tool_span(
-            self.task, self.guard.name, self.call_id
+            self.task,
+            self.guard.name,
+            self.call_id,
+            risk=self.guard.risk,
+            grant_jti=self.grant.jti,
         )
         self._token = _current_grant.set(self.grant)
 
@@ -268,7 +273,7 @@ class _ToolScope:
 
     def failed(self, exc: BaseException) -> None:
         self.task.runtime.telemetry.end_tool_span(self.span, error=exc)
-        self._audit("error", error={"type": type(exc).__name__, "message": str(exc)[:500]})
+        self._audit("error", error=exc)
 
     def _audit(self, outcome: str, **fields: Any) -> None:
         assert self.decision is not None
@@ -278,26 +283,12 @@ class _ToolScope:
             resource=self.guard.audience,
             span=self.span,
             outcome=outcome,
-            decision=_decision_info(self.decision),
-            credential={
-                "mode": "grant",
-                "jti": self.grant.jti,
-                "kid": self.grant.key_id,
-                "aud": self.grant.audience,
-                "exp": self.grant.expires_at,
-            },
+            decision=self.decision,
+            credential=CredentialInfo.from_grant(self.grant),
             args_hash=stable_hash(dict(self.arguments)),
             attributes={"tool": self.guard.name, "call_id": self.call_id},
             **fields,
         )
-
-
-def _decision_info(decision: Decision) -> dict[str, Any]:
-    return {
-        "allowed": decision.allowed,
-        "policy_ids": list(decision.policy_ids),
-        "reason": decision.reason,
-    }
 
 
 def _raise(error: BaseException) -> Any:

@@ -3,7 +3,7 @@
 `json.dumps(record, sort_keys=True, ...)` over a whole record costs several microseconds per
 append. The record's top-level keys and its nested objects have fixed shapes, so this module
 writes them in sorted key order by hand, escaping strings with the same function `json.dumps`
-uses when `ensure_ascii` is false. Only `attributes` go through the general encoder. The
+uses when `ensure_ascii` is false. Only nested attributes go through the general encoder. The
 output must equal `canonical_json` of the same record, byte for byte: the tests compare the
 two, and `verify_log` recomputes every hash with `canonical_json`.
 """
@@ -14,12 +14,46 @@ import json.encoder
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agentlease.audit.hashing import canonical_json
 from agentlease.audit.record import CredentialInfo, DecisionInfo, ErrorInfo, UsageInfo
 
-__all__ = ["encode_record"]
+__all__ = ["encode_attributes", "encode_record"]
 
-# The C string escaper behind `json.dumps(..., ensure_ascii=False)`.
+# The string escaper of `json.dumps(..., ensure_ascii=False)`, in C when CPython has it.
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def encode_attributes(attributes: Mapping[str, Any]) -> str:
+    """Encode a record's attributes as canonical JSON.
+
+    Flat mappings of strings, integers, booleans and None, the usual case, are encoded here.
+    Anything else, floats included, goes through `canonical_json`.
+
+    Raises:
+        TypeError: A key is not a string, or a value is not JSON.
+        ValueError: A value is NaN or an infinity.
+    """
+    if not attributes:
+        return "{}"
+    parts: list[str] = []
+    for key in sorted(attributes):
+        value = attributes[key]
+        if value is None:
+            encoded = "null"
+        elif value is True:
+            encoded = "true"
+        elif value is False:
+            encoded = "false"
+        elif type(value) is str:
+            encoded = _encode_string(value)
+        elif type(value) is int:
+            encoded = int.__repr__(value)
+        else:
+            return canonical_json(attributes)
+        if type(key) is not str:
+            return canonical_json(attributes)
+        parts.append(f"{_encode_string(key)}:{encoded}")
+    return "{" + ",".join(parts) + "}"
 
 
 def _text(value: str) -> str:
@@ -74,7 +108,7 @@ def _usage(value: UsageInfo | None) -> str:
 def encode_record(fields: Mapping[str, Any], attributes_json: str) -> tuple[str, str]:
     """Encode a record without its hash, split where the `hash` key belongs.
 
-    `fields` holds every `AuditRecord` field as the record stores it, and `attributes_json`
+    `fields` contains every `AuditRecord` field as the record stores it, and `attributes_json`
     is the canonical JSON of `fields["attributes"]`. Returns the keys before ``"hash"`` and
     the keys after it, each half without the comma that joins them, so the hashed body is
     ``head + "," + tail`` and the stored line is ``head + ',"hash":"<hash>",' + tail``.

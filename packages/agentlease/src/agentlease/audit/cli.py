@@ -185,12 +185,12 @@ def _session_lines(records: list[AuditRecord]) -> list[str]:
     return lines
 
 
-def _resolve_session(records: list[AuditRecord], wanted: str) -> str | None:
-    """Return the session id equal to `wanted`, else the only one starting with it."""
+def _resolve_session(records: list[AuditRecord], requested: str) -> str | None:
+    """Return the session id equal to `requested`, else the only one starting with it."""
     session_ids = {record.session_id for record in records}
-    if wanted in session_ids:
-        return wanted
-    matches = [session_id for session_id in session_ids if session_id.startswith(wanted)]
+    if requested in session_ids:
+        return requested
+    matches = [session_id for session_id in session_ids if session_id.startswith(requested)]
     return matches[0] if len(matches) == 1 else None
 
 

@@ -52,11 +52,14 @@ def stable_hash(value: Any) -> str:
     """Hash any value to 64 hex digits that stay the same across processes and runs.
 
     Plain JSON values hash their canonical JSON. Other values are first converted to JSON:
-    pydantic models through `model_dump(mode="json")`, dataclasses field by field, sets as
-    sorted lists, bytes as base64, dates and times as ISO 8601, enums as their value, mapping
-    keys as strings, and NaN or infinities as strings. Anything else falls back to its
-    `repr`, which is stable only when the type's `repr` is (the default `object.__repr__`
-    contains a memory address and is not).
+
+    - pydantic models through `model_dump(mode="json")`, dataclasses field by field;
+    - sets as sorted lists, bytes as ``{"$bytes": <base64>}``;
+    - dates and times as ISO 8601, enums as their value;
+    - mapping keys, NaN and infinities as strings.
+
+    Anything else falls back to its `repr`. That is stable only when the type's `repr` is,
+    and the default `object.__repr__` is not, because it contains a memory address.
 
     Distinct values can share a hash after this conversion: a tuple and a list with the same
     items, or a string and an object whose `repr` is that string.

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 import pydantic
 from opentelemetry import trace
 
-from agentlease.audit._encode import encode_record
+from agentlease.audit._encode import encode_attributes, encode_record
 from agentlease.audit.hashing import canonical_json, sha256_hex
 from agentlease.audit.record import (
     GENESIS_HASH,
@@ -255,7 +255,12 @@ class AuditLog:
         clock: Callable[[], float] = time.time,
     ) -> AuditLog:
         """Open a log that appends to a JSONL file, continuing the chain the file contains."""
-        return cls(JsonlAuditSink(path, fsync=fsync), chain_id=chain_id, clock=clock)
+        sink = JsonlAuditSink(path, fsync=fsync)
+        try:
+            return cls(sink, chain_id=chain_id, clock=clock)
+        except BaseException:
+            sink.close()
+            raise
 
     @property
     def chain_id(self) -> str:
@@ -299,12 +304,14 @@ class AuditLog:
         """Append one record to the chain and write it to every sink.
 
         When neither `trace_id` nor `span_id` is passed, the ids of the current OpenTelemetry
-        span are recorded, if there is one; pass None to record no trace. `decision`, `usage`
-        and `error` also accept a policy decision, a usage object and an exception (see the
-        `from_*` constructors of `DecisionInfo`, `UsageInfo` and `ErrorInfo`), or mappings of
-        their fields. Values in
-        `attributes` are stored as JSON: tuples come back as lists, and values JSON cannot
-        represent are stored as their `repr`.
+        span are recorded, if there is one. Pass None to record no trace.
+
+        `decision`, `usage` and `error` also accept a policy decision, a usage object and an
+        exception, converted by the `from_*` constructors of `DecisionInfo`, `UsageInfo` and
+        `ErrorInfo`, or mappings of their fields, which are validated.
+
+        `attributes` are stored as JSON, so tuples come back as lists. Values that JSON cannot
+        represent, NaN and infinities included, are stored as their `repr`.
 
         Returns:
             The record as written.
@@ -339,11 +346,15 @@ class AuditLog:
             "on_behalf_of": on_behalf_of,
             "action": action,
             "resource": resource,
-            "decision": _to_decision(decision),
-            "credential": _to_model(CredentialInfo, "credential", credential),
+            "decision": decision if type(decision) is DecisionInfo else _to_decision(decision),
+            "credential": (
+                credential
+                if type(credential) is CredentialInfo
+                else _to_model(CredentialInfo, "credential", credential)
+            ),
             "outcome": outcome,
-            "error": _to_error(error),
-            "usage": _to_usage(usage),
+            "error": None if error is None else _to_error(error),
+            "usage": usage if type(usage) is UsageInfo else _to_usage(usage),
             "args_hash": args_hash,
             "result_hash": result_hash,
             "attributes": dict(attributes) if attributes else {},
@@ -351,7 +362,7 @@ class AuditLog:
             "hash": GENESIS_HASH,
         }
         try:
-            attributes_json = canonical_json(fields["attributes"]) if attributes else "{}"
+            attributes_json = encode_attributes(fields["attributes"])
         except (TypeError, ValueError):
             fields["attributes"] = _json_safe(fields["attributes"])
             attributes_json = canonical_json(fields["attributes"])

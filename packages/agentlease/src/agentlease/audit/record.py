@@ -39,7 +39,7 @@ GENESIS_HASH = "0" * 64
 MAX_ERROR_MESSAGE_CHARS = 500
 """Error messages longer than this are cut, so one failure cannot flood the log."""
 
-Outcome = Literal["ok", "denied", "error"]
+Outcome = Literal["ok", "denied", "error", "cancelled"]
 CredentialMode = Literal["grant", "api_key", "exchange", "unmediated"]
 
 _HEX64 = r"^[0-9a-f]{64}$"
@@ -152,8 +152,9 @@ class ErrorInfo(BaseModel, frozen=True, extra="forbid"):
         """Describe an exception.
 
         By default the message is kept only for agentlease's own exceptions, whose messages
-        never contain secrets or prompt text. Messages of other exceptions can quote anything
-        the failing code saw, so they are withheld unless `include_message` is true.
+        are written to leave out secrets and prompt text. Messages of other exceptions can
+        quote anything the failing code saw, so they are withheld unless `include_message` is
+        true.
         """
         if include_message is None:
             include_message = isinstance(exc, AgentleaseError)
@@ -182,9 +183,9 @@ class AuditRecord(BaseModel, frozen=True, extra="forbid"):
     """One event of an audit session.
 
     `AuditLog.append` fills `chain_id`, `seq`, `time`, `prev_hash` and `hash`. `hash` is the
-    SHA-256 of the record's canonical JSON without the `hash` key (keys sorted, separators
-    ``","`` and ``":"``, non-ASCII characters unescaped, UTF-8), and `prev_hash` is the hash of
-    the record before it in the chain, or `GENESIS_HASH` for the first one.
+    SHA-256 of the record's canonical JSON without the `hash` key: keys sorted, separators
+    ``","`` and ``":"``, non-ASCII characters unescaped, encoded as UTF-8. `prev_hash` is the
+    hash of the record before it in the chain, or `GENESIS_HASH` for the first one.
 
     Attributes:
         schema_version: The record schema version.
@@ -204,7 +205,8 @@ class AuditRecord(BaseModel, frozen=True, extra="forbid"):
         resource: What the action was about, such as ``route:fast`` or ``tool:get_weather``.
         decision: The policy decision, for events that were decided.
         credential: The credential the call used.
-        outcome: ``"ok"``, ``"denied"`` or ``"error"``.
+        outcome: ``"ok"``, ``"denied"``, ``"error"``, or ``"cancelled"`` for work that was
+            interrupted (a cancelled asyncio task, KeyboardInterrupt).
         error: The error, when the outcome is ``"error"``.
         usage: Token counts of a model call.
         args_hash: `stable_hash` of a tool call's arguments.

@@ -7,8 +7,9 @@ Three kinds of span follow the OpenTelemetry GenAI conventions:
 - ``execute_tool {name}`` (INTERNAL) for one tool call.
 
 Each kind has a `start_*_span` function that returns a started span without making it
-current, for spans that outlive one block (a stream, a task), and a context manager of the
-same name without ``start_`` that makes the span current, ends it and marks errors. Every
+current, for spans that outlive one block, such as a stream or a task. Each also has a
+context manager of the same name without ``start_``, which makes the span current, ends it
+and marks errors. Every
 function takes `parent`: a span, an OpenTelemetry `Context`, or None for the current context.
 Pass an empty `opentelemetry.context.Context()` to start a new trace.
 

@@ -205,19 +205,19 @@ def _outcome_text(record: AuditRecord) -> str:
 
 def _attributes_text(attributes: dict[str, Any]) -> str:
     """Show scalar attributes as key=value; nested values are left to the raw log."""
-    shown: list[str] = []
+    rendered: list[str] = []
     for key in sorted(attributes):
         value = attributes[key]
         if value is None or isinstance(value, (dict, list)):
             continue
-        if len(shown) == _MAX_ATTRIBUTES:
-            shown.append("…")
+        if len(rendered) == _MAX_ATTRIBUTES:
+            rendered.append("…")
             break
         text = escape_control_characters(str(value))
         if len(text) > _MAX_ATTRIBUTE_CHARS:
             text = text[:_MAX_ATTRIBUTE_CHARS] + "…"
-        shown.append(f"{escape_control_characters(key)}={text}")
-    return " ".join(shown)
+        rendered.append(f"{escape_control_characters(key)}={text}")
+    return " ".join(rendered)
 
 
 def _epoch_text(seconds: int) -> str:

@@ -2,7 +2,7 @@
 
 A grant is an ES256-signed JWT access token (RFC 9068 profile, ``typ: at+jwt``) for exactly one
 audience within one task. `LocalBroker` mints grants in process and publishes its key as a JWK
-set; `GrantVerifier` checks grants wherever they are received; a `RevocationList` records the
+set. `GrantVerifier` checks grants wherever they are received. A `RevocationList` records the
 grants and tasks that ended early.
 """
 

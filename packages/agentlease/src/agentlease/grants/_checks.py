@@ -50,8 +50,8 @@ def preview(value: object) -> str:
 def check_header(header: Mapping[str, Any], *, typ: str | None, forbidden_typ: str | None) -> str:
     """Check the JOSE header of a compact JWS and return its ``kid``.
 
-    The signature is not verified yet, so this only rejects; the caller then binds the ``kid``
-    to a trusted key, whose algorithm the header's ``alg`` must equal.
+    The signature is not verified yet, so this function can only reject. The caller then binds
+    the ``kid`` to a trusted key, whose algorithm the header's ``alg`` must equal.
 
     Args:
         header: The decoded header.

@@ -165,7 +165,7 @@ class LocalBroker:
             key: The signing key.
             key_file: A PEM file to load the key from, or to create when missing.
             revocations: Where revocations are recorded; a new in-memory list by default.
-            max_lifetime: The longest grant lifetime in seconds; longer requests are capped.
+            max_lifetime: The maximum grant lifetime in seconds. Longer requests are capped.
             leeway: Seconds of clock skew that verifiers of these grants tolerate. Revocation
                 entries are kept this much longer than the grants they cover, and `verifier`
                 uses it.
@@ -224,7 +224,7 @@ class LocalBroker:
 
     @property
     def max_lifetime(self) -> int:
-        """The longest grant lifetime in seconds."""
+        """The maximum grant lifetime in seconds."""
         return self._max_lifetime
 
     def mint(

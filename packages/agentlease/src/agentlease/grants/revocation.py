@@ -11,10 +11,10 @@ __all__ = ["InMemoryRevocationList", "RevocationList"]
 
 
 class RevocationList(Protocol):
-    """Where brokers record revocations and verifiers look them up.
+    """A store of revoked grant and task ids, written by brokers and read by verifiers.
 
     Each entry carries an ``until`` time in seconds since the epoch, after which every grant it
-    covers has expired; the list may then drop it, which keeps it bounded.
+    covers has expired. The list may then drop the entry, which keeps the list bounded.
     """
 
     def revoke_jti(self, jti: str, *, until: int) -> None:
@@ -92,8 +92,8 @@ class InMemoryRevocationList:
     def is_revoked(self, *, jti: str, task_id: str) -> bool:
         """Return whether the grant or its task is revoked.
 
-        An entry counts until it is pruned, even past its ``until``: by then every grant it
-        covers has expired, so the answer cannot let an expired grant through.
+        An entry counts until it is pruned, even past its ``until``. By then every grant it
+        covers has expired, so returning True is still correct.
         """
         with self._lock:
             return jti in self._jtis or task_id in self._tasks

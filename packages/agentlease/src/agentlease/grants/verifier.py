@@ -92,8 +92,8 @@ class GrantVerifier:
     - the ``jti`` and the task must not be revoked.
 
     An expired grant raises `GrantExpired`, a revoked one `GrantRevoked`, and every other
-    failure `GrantInvalid`, each with a ``reason`` code: ``oversized``, ``malformed``,
-    ``duplicate_member``, ``alg_none``, ``alg_hmac``, ``alg_not_allowed``,
+    failure `GrantInvalid`. Each carries one of these ``reason`` codes: ``oversized``,
+    ``malformed``, ``duplicate_member``, ``alg_none``, ``alg_hmac``, ``alg_not_allowed``,
     ``forbidden_header``, ``unsupported_crit``, ``unsupported_header``, ``wrong_typ``,
     ``missing_kid``, ``unknown_kid``, ``bad_signature``, ``missing_claim``, ``invalid_claim``,
     ``wrong_issuer``, ``multiple_audiences``, ``wrong_audience``, ``invalid_lifetime``,
@@ -186,7 +186,7 @@ class GrantVerifier:
         """Verify a grant presented to `audience` and return its claims.
 
         Raises:
-            GrantInvalid: The token fails a rule; ``reason`` says which.
+            GrantInvalid: The token fails a rule, named by ``reason``.
             GrantExpired: The grant has expired.
             GrantRevoked: The grant or its task has been revoked.
         """

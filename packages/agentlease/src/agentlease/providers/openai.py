@@ -74,7 +74,7 @@ class OpenAIProvider:
         trust_env: bool = True,
     ) -> None:
         self._clients = HttpClients(timeout=timeout, limits=limits, trust_env=trust_env)
-        self._urls: dict[str, str] = {}
+        self._urls: dict[str, httpx.URL] = {}
 
     def __repr__(self) -> str:
         return "OpenAIProvider()"
@@ -99,10 +99,11 @@ class OpenAIProvider:
         """Close the connection pools of the running event loop and the synchronous one."""
         await self._clients.aclose()
 
-    def _url(self, route: Route) -> str:
+    def _url(self, route: Route) -> httpx.URL:
+        # A parsed URL is reused as is, where a string would be parsed again on every request.
         url = self._urls.get(route.base_url)
         if url is None:
-            url = route.base_url.rstrip("/") + "/chat/completions"
+            url = httpx.URL(route.base_url.rstrip("/") + "/chat/completions")
             self._urls[route.base_url] = url
         return url
 
@@ -277,7 +278,8 @@ def build_body(route: Route, request: ChatRequest, *, stream: bool) -> dict[str,
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     if request.stop:
-        body["stop"] = list(request.stop)
+        stop = request.stop
+        body["stop"] = [stop] if isinstance(stop, str) else list(stop)
 
     for key, value in request.extra.items():
         if key in _RESERVED_KEYS:
@@ -301,8 +303,8 @@ def _wire_message(message: Message) -> dict[str, Any]:
         "role": message.role,
         "content": content if isinstance(content, str) else list(content),
     }
-    if message.name:
-        wire["name"] = message.name
+    if message.name and message.role != "tool":
+        wire["name"] = message.name  # the API defines no name on tool results
     if message.tool_call_id is not None:
         wire["tool_call_id"] = message.tool_call_id
     if message.tool_calls:
@@ -369,7 +371,7 @@ def parse_completion(data: Any, route: Route) -> ChatResponse:
     choice: Any = cast("list[Any]", choices)[0]
     try:
         message = choice["message"]
-        content = _text(message.get("content"))
+        content = _text(message.get("content")) or _text(message.get("refusal"))
         calls = message.get("tool_calls") or ()
         finish_reason = choice.get("finish_reason")
     except (KeyError, TypeError, AttributeError):
@@ -455,9 +457,9 @@ def _detail(details: Any, key: str) -> int | None:
     return None
 
 
-def _unreadable(route: Route, why: str) -> ProviderResponseError:
+def _unreadable(route: Route, reason: str) -> ProviderResponseError:
     return ProviderResponseError(
-        f"The response of route {route.name!r} is not a chat completion ({why}); "
+        f"The response of route {route.name!r} is not a chat completion ({reason}); "
         "check that the route's base_url serves the OpenAI chat completions API.",
         route=route.name,
         retriable=False,
@@ -466,7 +468,7 @@ def _unreadable(route: Route, why: str) -> ProviderResponseError:
 
 def _error_body(route: Route, body: bytes) -> ProviderResponseError:
     return ProviderResponseError(
-        f"The provider of route {route.name!r} answered with an error "
+        f"The provider of route {route.name!r} returned an error "
         f"({provider_error_text(body)}); retry later or add a fallback route.",
         route=route.name,
         retriable=True,
@@ -590,7 +592,7 @@ class _StreamState:
         """
         if not self.done and self.finish_reason is None:
             raise transport_error(
-                httpx.RemoteProtocolError("the stream ended before the answer was complete"),
+                httpx.RemoteProtocolError("the stream ended before the response was complete"),
                 route=self.route.name,
             )
         return ChatChunk(
