@@ -21,7 +21,8 @@ def test_tool_sees_its_own_grant(runtime: agentlease.Runtime) -> None:
         return f"record of {customer}"
 
     with agentlease.task("tools") as opened:
-        assert guard.call(lookup, customer="C-1", call_id="call_1") == "record of C-1"
+        result = guard.call(lambda: lookup("C-1"), call_id="call_1", arguments={"customer": "C-1"})
+        assert result == "record of C-1"
     assert seen[0].audience == "tool:crm"
     assert seen[0].task_id == opened.id
 
@@ -84,11 +85,22 @@ def test_tool_error_is_audited_and_reraised(
     assert failed[0].error.type == "ValueError"
 
 
+def test_tool_call_with_clashing_parameter_names(runtime: agentlease.Runtime) -> None:
+    def search(call_id: str, arguments: str) -> str:
+        return f"{call_id}:{arguments}"
+
+    with agentlease.task("clash"):
+        result = agentlease.ToolGuard("search").call(
+            lambda: search(call_id="a", arguments="b"), call_id="call_1"
+        )
+    assert result == "a:b"
+
+
 def test_tool_call_records_hashes_not_values(
     runtime: agentlease.Runtime, audit_records: Callable[[], list[AuditRecord]]
 ) -> None:
     with agentlease.task("hashes"):
-        agentlease.ToolGuard("crm").call(lambda customer: "Ada", customer="C-77")
+        agentlease.ToolGuard("crm").call(lambda: "Ada", arguments={"customer": "C-77"})
     record = next(r for r in audit_records() if r.action == "tool.call")
     assert record.args_hash
     assert record.result_hash
@@ -101,7 +113,7 @@ async def test_async_tool_call(runtime: agentlease.Runtime) -> None:
         return agentlease.current_grant().expires_at + n
 
     async with agentlease.task("async") as opened:
-        result = await agentlease.ToolGuard("fetch").acall(fetch, 1)
+        result = await agentlease.ToolGuard("fetch").acall(lambda: fetch(1))
     assert result == opened.grants[0].expires_at + 1
 
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from agentlease.testing import ModelServer
 
 SERVER_URL_ENV = "AGENTLEASE_LANGCHAIN_TEST_SERVER_URL"

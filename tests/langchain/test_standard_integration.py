@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
 from agentlease import Route, Runtime
 from agentlease.audit import AuditLog, MemoryAuditSink
 from agentlease_langchain import SecureChatModel
-from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 # The variable tests/langchain/conftest.py sets; properties cannot reach fixtures.
 SERVER_URL_ENV = "AGENTLEASE_LANGCHAIN_TEST_SERVER_URL"

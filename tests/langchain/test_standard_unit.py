@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from langchain_tests.unit_tests import ChatModelUnitTests
+
 from agentlease import Route, Runtime
 from agentlease.audit import AuditLog, MemoryAuditSink
 from agentlease_langchain import SecureChatModel
-from langchain_tests.unit_tests import ChatModelUnitTests
 
 # Nothing listens here: the unit tests build models and never call them.
 _UNUSED_URL = "http://127.0.0.1:9/v1"

@@ -1,7 +1,7 @@
 """Translation between LangChain messages and tools and the agentlease neutral chat model.
 
 Requests go from LangChain to `agentlease.messages` (`to_messages`, `to_tool_specs`,
-`normalize_tool_choice`), answers come back as `AIMessage` (`to_ai_message`) or as a stream
+`normalize_tool_choice`), and responses come back as `AIMessage` (`to_ai_message`) or as a stream
 of `AIMessageChunk` (`ChunkAssembler`). No credential passes through this module: the model
 client attaches it below the messages.
 """
@@ -11,16 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from agentlease.errors import ConfigurationError
-from agentlease.messages import (
-    ChatChunk,
-    ChatResponse,
-    Message,
-    Role,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -37,6 +27,17 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import tool_call, tool_call_chunk
 from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from agentlease.errors import ConfigurationError
+from agentlease.messages import (
+    ChatChunk,
+    ChatResponse,
+    Message,
+    Role,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 
 __all__ = [
     "ChunkAssembler",
@@ -271,11 +272,11 @@ def normalize_tool_choice(choice: object, tool_names: Sequence[str]) -> str | No
     return alias
 
 
-# -- answers -----------------------------------------------------------------------------------
+# -- responses ---------------------------------------------------------------------------------
 
 
 def response_metadata(model: str, finish_reason: str | None, route: str | None) -> dict[str, Any]:
-    """Return the `response_metadata` of an answer: model name, finish reason and route."""
+    """Return the `response_metadata` of a response: model name, finish reason and route."""
     metadata: dict[str, Any] = {"model_name": model, "finish_reason": finish_reason}
     if route is not None:
         metadata["agentlease_route"] = route
@@ -302,7 +303,7 @@ def usage_metadata(usage: Usage) -> UsageMetadata:
 
 
 def to_ai_message(response: ChatResponse) -> AIMessage:
-    """Convert a complete agentlease answer to an `AIMessage`."""
+    """Convert a complete agentlease response to an `AIMessage`."""
     message = response.message
     content = message.content if isinstance(message.content, str) else _parts(message.content)
     return AIMessage(

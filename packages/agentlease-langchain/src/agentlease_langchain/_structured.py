@@ -5,7 +5,6 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any, Literal, cast
 
-from agentlease.errors import ConfigurationError
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import (
@@ -20,6 +19,8 @@ from langchain_core.output_parsers.openai_tools import (
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
+
+from agentlease.errors import ConfigurationError
 
 __all__ = [
     "METHODS",
@@ -78,7 +79,7 @@ def with_raw(
 ) -> Runnable[LanguageModelInput, dict[str, Any]]:
     """Return a runnable that yields ``{"raw", "parsed", "parsing_error"}``.
 
-    A parsing failure does not raise: `parsed` is None and `parsing_error` holds the error.
+    A parsing failure does not raise: `parsed` is None and `parsing_error` contains the error.
     """
     parse = RunnablePassthrough.assign(
         parsed=itemgetter("raw") | parser, parsing_error=lambda _: None

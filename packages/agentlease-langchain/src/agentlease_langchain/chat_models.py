@@ -1,6 +1,6 @@
 """`SecureChatModel`: a LangChain chat model whose every call is routed, credentialed and audited.
 
-The model holds no credential, endpoint or policy. Each call goes through an agentlease
+The model stores no credential, endpoint or policy. Each call goes through an agentlease
 `ModelClient`, which picks the first route the policy permits for the current task, attaches
 a grant scoped to that task, and audits the call, so LangChain callbacks, tracing and
 serialisation never see a secret.
@@ -8,14 +8,16 @@ serialisation never see a secret.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from typing import Any
 
-from agentlease.client import ModelClient
-from agentlease.errors import AgentleaseError, ConfigurationError
-from agentlease.messages import ChatRequest
-from agentlease.runtime import Runtime
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
@@ -25,6 +27,10 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from agentlease.client import ModelClient
+from agentlease.errors import AgentleaseError, ConfigurationError
+from agentlease.messages import ChatRequest
+from agentlease.runtime import Runtime
 from agentlease_langchain._convert import (
     ChunkAssembler,
     normalize_tool_choice,
@@ -198,14 +204,18 @@ class SecureChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         request = self._request(messages, stop, kwargs)
         assembler = ChunkAssembler(request.model or self.model)
-        for chunk in self._client.stream(request):
-            message = assembler.convert(chunk)
-            if message is None:
-                continue
-            generation = ChatGenerationChunk(message=message)
-            if run_manager is not None:
-                run_manager.on_llm_new_token(message.text, chunk=generation)
-            yield generation
+        # Closing the provider stream as soon as the caller stops reading ends its model call
+        # (and any implicit task) now rather than when the generator is collected.
+        stream = self._client.stream(request)
+        with contextlib.closing(stream) as chunks:
+            for chunk in chunks:
+                message = assembler.convert(chunk)
+                if message is None:
+                    continue
+                generation = ChatGenerationChunk(message=message)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(message.text, chunk=generation)
+                yield generation
         yield ChatGenerationChunk(message=assembler.last())
 
     async def _astream(
@@ -217,14 +227,16 @@ class SecureChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = self._request(messages, stop, kwargs)
         assembler = ChunkAssembler(request.model or self.model)
-        async for chunk in self._client.astream(request):
-            message = assembler.convert(chunk)
-            if message is None:
-                continue
-            generation = ChatGenerationChunk(message=message)
-            if run_manager is not None:
-                await run_manager.on_llm_new_token(message.text, chunk=generation)
-            yield generation
+        stream = self._client.astream(request)
+        async with contextlib.aclosing(stream) as chunks:
+            async for chunk in chunks:
+                message = assembler.convert(chunk)
+                if message is None:
+                    continue
+                generation = ChatGenerationChunk(message=message)
+                if run_manager is not None:
+                    await run_manager.on_llm_new_token(message.text, chunk=generation)
+                yield generation
         yield ChatGenerationChunk(message=assembler.last())
 
     def _request(
@@ -243,18 +255,22 @@ class SecureChatModel(BaseChatModel):
         response_format = params.pop("response_format", None)
         if isinstance(response_format, type):
             response_format = json_schema_format(response_format, strict=None)
+        temperature = params.pop("temperature", self.temperature)
+        max_tokens = params.pop("max_tokens", self.max_tokens)
         stop_sequences = stop if stop is not None else self.stop
 
+        # Whatever is left of the call's kwargs goes to the provider unchanged.
+        extra = _checked_extra({**self.model_kwargs, **params})
         return ChatRequest(
             messages=to_messages(messages),
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
-            temperature=params.pop("temperature", self.temperature),
-            max_tokens=params.pop("max_tokens", self.max_tokens),
+            temperature=temperature,
+            max_tokens=max_tokens,
             stop=list(stop_sequences) if stop_sequences else None,
             model=model,
-            extra={**self.model_kwargs, **params},
+            extra=extra,
         )
 
     # -- tools and structured output -------------------------------------------------------
@@ -306,9 +322,9 @@ class SecureChatModel(BaseChatModel):
         Args:
             schema: A pydantic class, a TypedDict or a JSON schema. Optional for
                 ``json_mode`` only.
-            method: ``function_calling`` forces a call to a tool built from the schema;
-                ``json_schema`` sends the schema as the response format; ``json_mode`` asks
-                for any JSON object, so the prompt must describe the keys.
+            method: ``function_calling`` forces a call to a tool built from the schema.
+                ``json_schema`` sends the schema as the response format. ``json_mode``
+                requests any JSON object, so the prompt must describe the keys.
             include_raw: Return ``{"raw", "parsed", "parsing_error"}`` instead of the parsed
                 output, and do not raise on a parsing error.
             strict: Ask the provider to follow the schema exactly.
@@ -323,9 +339,13 @@ class SecureChatModel(BaseChatModel):
                 "schema, method, include_raw and strict."
             )
         method = check_method(method, schema)
-        output_format: dict[str, Any] = {"kwargs": {"method": method, "strict": strict}}
+        # LangChain reports this to callbacks as `ls_structured_output_format`; it needs a schema.
+        tracing: dict[str, Any] = {}
         if schema is not None:
-            output_format["schema"] = schema
+            tracing["ls_structured_output_format"] = {
+                "kwargs": {"method": method, "strict": strict},
+                "schema": schema,
+            }
 
         if method == "function_calling":
             assert schema is not None
@@ -333,7 +353,7 @@ class SecureChatModel(BaseChatModel):
                 [schema],
                 tool_choice=schema_name(schema),
                 strict=strict,
-                ls_structured_output_format=output_format,
+                **tracing,
             )
             parser = tool_parser(schema)
         else:
@@ -342,14 +362,36 @@ class SecureChatModel(BaseChatModel):
                 if method == "json_schema" and schema is not None
                 else {"type": "json_object"}
             )
-            model = self.bind(
-                response_format=response_format, ls_structured_output_format=output_format
-            )
+            model = self.bind(response_format=response_format, **tracing)
             parser = content_parser(schema)
 
         if include_raw:
             return with_raw(model, parser)
         return model | parser
+
+
+# Provider parameters that would carry a credential or headers. They are rejected because
+# model_kwargs and call kwargs reach callbacks as `invocation_params`.
+_CREDENTIAL_PARAMETERS = frozenset(
+    {"authorization", "default_headers", "extra_headers", "headers", "password", "secret", "token"}
+)
+_CREDENTIAL_SUFFIXES = ("api_key", "_secret", "_password", "access_token", "auth_token")
+
+
+def _checked_extra(params: dict[str, Any]) -> dict[str, Any]:
+    """Return provider parameters after rejecting any that would carry a credential.
+
+    Raises:
+        ConfigurationError: A parameter name is one that carries credentials or headers.
+    """
+    for name in params:
+        lowered = name.lower()
+        if lowered in _CREDENTIAL_PARAMETERS or lowered.endswith(_CREDENTIAL_SUFFIXES):
+            raise ConfigurationError(
+                f"Provider parameter {name!r} would carry a credential or headers, which "
+                f"agentlease attaches per route; remove {name!r} from model_kwargs or the call."
+            )
+    return params
 
 
 def _check_arguments(kwargs: dict[str, Any]) -> None:
@@ -366,6 +408,7 @@ def _check_arguments(kwargs: dict[str, Any]) -> None:
             known.add(field.alias)
     unknown = sorted(set(kwargs) - known)
     if not unknown:
+        _checked_extra(kwargs.get("model_kwargs") or {})
         return
     for name in unknown:
         reason = _REJECTED_ARGUMENTS.get(name)

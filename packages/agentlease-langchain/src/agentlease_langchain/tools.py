@@ -1,6 +1,6 @@
 """Guarded LangChain tools: every call is checked by the policy, granted and audited.
 
-`secure_tool` returns a tool that the model sees exactly as before (same name, description,
+`secure_tool` returns a tool that the model is offered exactly as before (same name, description,
 schema and injected arguments) but whose calls run through an agentlease `ToolGuard`. A call
 the policy denies never runs the tool. When the call came from a model (a ``ToolCall`` with
 an id), the denial comes back as a ``ToolMessage`` with ``status="error"`` that says the
@@ -18,9 +18,6 @@ import typing
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Literal, cast
 
-from agentlease.errors import ConfigurationError, PolicyDenied
-from agentlease.runtime import Runtime
-from agentlease.tools import ToolGuard
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
@@ -29,7 +26,11 @@ from langchain_core.tools.base import ArgsSchema
 from pydantic import Field, PrivateAttr
 from typing_extensions import Self
 
-__all__ = ["SecureTool", "ToolCallDenied", "secure_tool"]
+from agentlease.errors import ConfigurationError, PolicyDenied
+from agentlease.runtime import Runtime
+from agentlease.tools import ToolGuard
+
+__all__ = ["SecureTool", "ToolCallDenied", "denial_text", "is_guarded", "secure_tool"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class ToolCallDenied(PolicyDenied, ToolException):
     """A tool call from a model that the policy denied.
 
     It is a `ToolException`, so a guarded tool returns it to the model as an error
-    ``ToolMessage``; its text is written for the model to read.
+    ``ToolMessage``. Its text is written for the model to read.
     """
 
 
@@ -96,7 +97,7 @@ def secure_tool(
                 f"secure_tool() got {tool!r}; pass a LangChain tool or a function."
             )
         tool = as_tool(tool)
-    if isinstance(tool, (SecureTool, _GuardedStructuredTool, _GuardedTool)):
+    if is_guarded(tool):
         raise ConfigurationError(
             f"Tool {tool.name!r} is already guarded; pass the original tool to secure_tool()."
         )
@@ -119,13 +120,25 @@ def secure_tool(
 # -- denial handling ---------------------------------------------------------------------------
 
 
-def _denial(tool_name: str, error: PolicyDenied) -> ToolCallDenied:
+def denial_text(tool_name: str, error: PolicyDenied) -> str:
+    """Return the text a model reads for a denied tool call: what happened and why."""
     reason = error.reason or "no policy permits it"
     policies = ", ".join(error.policy_ids) or "none"
-    return ToolCallDenied(
+    return (
         f"Tool call denied by policy: {tool_name!r} did not run. Reason: {reason} "
         f"(policy ids: {policies}). Do not retry this call; continue without it or tell the "
-        "user it is not allowed.",
+        "user it is not allowed."
+    )
+
+
+def is_guarded(tool: BaseTool | None) -> bool:
+    """Return whether `tool` was built by `secure_tool`, so its calls are already guarded."""
+    return isinstance(tool, _CallIdTool)
+
+
+def _denial(tool_name: str, error: PolicyDenied) -> ToolCallDenied:
+    return ToolCallDenied(
+        denial_text(tool_name, error),
         action=error.action,
         resource=error.resource,
         policy_ids=error.policy_ids,
@@ -136,7 +149,7 @@ def _denial(tool_name: str, error: PolicyDenied) -> ToolCallDenied:
 class _DenialHandler:
     """A ``handle_tool_error`` that reports denials and keeps the tool's own handling.
 
-    Other `ToolException`s are handled as the original tool's ``handle_tool_error`` says.
+    Other `ToolException`s are handled as the original tool's ``handle_tool_error`` specifies.
 
     NOTE: when the original tool does not handle tool errors, such an exception is re-raised
     from inside LangChain's handler, so callbacks get no ``on_tool_error`` for it.
@@ -360,7 +373,7 @@ class SecureTool(_CallIdTool):
 
     @property
     def tool_call_schema(self) -> ArgsSchema:
-        """The wrapped tool's schema as the model sees it."""
+        """The wrapped tool's schema as it is offered to the model."""
         return self.tool.tool_call_schema
 
     @functools.cached_property

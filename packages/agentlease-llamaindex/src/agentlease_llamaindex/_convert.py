@@ -11,20 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from io import IOBase
 from typing import Any, cast
 
-from agentlease.errors import ConfigurationError
-from agentlease.messages import (
-    ChatChunk,
-    ChatResponse,
-    Message,
-    Role,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
 from llama_index.core.base.llms.types import (
     ChatMessage,
     CompletionResponse,
@@ -38,6 +28,19 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import (
     parse_partial_json,  # pyright: ignore[reportUnknownVariableType]
 )
+
+from agentlease.errors import ConfigurationError
+from agentlease.messages import (
+    ChatChunk,
+    ChatResponse,
+    Message,
+    Role,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+_parse_partial_json: Callable[[str], object] = parse_partial_json  # pyright: ignore[reportUnknownVariableType]
 
 __all__ = [
     "StreamAccumulator",
@@ -185,7 +188,7 @@ def to_tool_specs(tools: Sequence[Any]) -> list[ToolSpec]:
     returns) and LlamaIndex tools.
 
     Raises:
-        ConfigurationError: An item is none of these.
+        ConfigurationError: An item is not a `ToolSpec`, a tool dictionary or a LlamaIndex tool.
     """
     specs: list[ToolSpec] = []
     for tool in tools:
@@ -255,14 +258,14 @@ def to_tool_choice(tool_choice: Any, *, tool_required: bool) -> str | None:
 def parse_tool_arguments(arguments: Any) -> dict[str, Any]:
     """Return tool call arguments as a dictionary.
 
-    Strings are parsed as JSON, and incomplete JSON from a stream in progress is completed
-    where possible; anything that still does not parse to an object gives ``{}``.
+    Strings are parsed as JSON. Incomplete JSON from a stream in progress is completed where
+    possible, and anything that still does not parse to an object gives ``{}``.
     """
     if isinstance(arguments, Mapping):
         return dict(cast(Mapping[str, Any], arguments))
     if isinstance(arguments, str) and arguments.strip():
         try:
-            parsed: Any = parse_partial_json(arguments)
+            parsed = _parse_partial_json(arguments)
         except (ValueError, TypeError):
             return {}
         if isinstance(parsed, dict):
@@ -332,7 +335,7 @@ def _assistant_message(content: str, calls: Sequence[ToolCallBlock]) -> ChatMess
 
 
 def to_llama_response(response: ChatResponse) -> LlamaChatResponse:
-    """Convert a complete neutral answer to a LlamaIndex chat response.
+    """Convert a complete neutral response to a LlamaIndex chat response.
 
     Token counts go to ``raw["usage"]`` and ``additional_kwargs`` under the OpenAI names,
     where LlamaIndex's token counting reads them.
@@ -362,17 +365,16 @@ def _join_text(parts: Sequence[Mapping[str, Any]]) -> str:
 
 
 class StreamAccumulator:
-    """Builds the cumulative LlamaIndex response after each streamed chunk.
+    """A builder of the cumulative LlamaIndex response after each streamed chunk.
 
     LlamaIndex expects every streamed response to carry the whole message so far, with the
-    new text in `delta`. Tool call fragments merge by index; arguments stay a string until
-    they parse, so a response in the middle of a stream can carry partial arguments.
+    new text in `delta`. Tool call fragments merge by index. Their arguments stay a string
+    until they parse, so a response in the middle of a stream can carry partial arguments.
     """
 
     def __init__(self) -> None:
         self.content = ""
         self._calls: dict[int, dict[str, str]] = {}
-        self._usage: Usage | None = None
 
     def add(self, chunk: ChatChunk) -> LlamaChatResponse:
         """Merge one chunk and return the response that includes it."""
@@ -384,8 +386,6 @@ class StreamAccumulator:
             if delta.name:
                 call["name"] = delta.name
             call["arguments"] += delta.arguments
-        if chunk.usage is not None:
-            self._usage = chunk.usage
 
         blocks = [self._block(index, call) for index, call in sorted(self._calls.items())]
         return LlamaChatResponse(
@@ -424,7 +424,7 @@ def completion_from_chat(response: LlamaChatResponse) -> CompletionResponse:
         text=response.message.content or "",
         delta=response.delta,
         raw=response.raw,
-        additional_kwargs=dict(cast(dict[str, Any], response.additional_kwargs)),
+        additional_kwargs=dict(response.additional_kwargs),  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
     )
 
 

@@ -28,16 +28,13 @@ from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from agentlease.errors import PolicyDenied
-from agentlease.routing import DATA_CLASSES
-from agentlease.task import Task, current_task
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.llms.base import BaseLLM
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.callbacks.token_counting import get_tokens_from_response
-from llama_index.core.instrumentation import (  # pyright: ignore[reportPrivateImportUsage]
-    Dispatcher,
-    get_dispatcher,
+from llama_index.core.instrumentation import (
+    Dispatcher,  # pyright: ignore[reportPrivateImportUsage]
+    get_dispatcher,  # pyright: ignore[reportPrivateImportUsage]
 )
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
@@ -54,6 +51,9 @@ from llama_index.core.schema import NodeWithScore
 from llama_index.core.tools.types import BaseTool, ToolOutput
 from llama_index.core.workflow import Workflow
 
+from agentlease.errors import PolicyDenied
+from agentlease.routing import DATA_CLASSES
+from agentlease.task import Task, current_task
 from agentlease_llamaindex.llms import SecureLLM
 from agentlease_llamaindex.tools import SecureFunctionTool, SecureTool
 
@@ -478,7 +478,10 @@ def _span_handlers(dispatcher: Dispatcher) -> list[object]:
 class Instrumentation:
     """The handlers `instrument()` registered on one dispatcher.
 
-    Use it as a context manager, or call `uninstrument()`, to remove them again.
+    Every `instrument()` call that returned this registration is matched by one
+    `uninstrument()` call (a ``with`` block does it on exit), and the handlers are removed
+    when the last one is made. So a library that instruments inside a ``with`` block does not
+    remove the application's registration.
     """
 
     def __init__(self, dispatcher: Dispatcher) -> None:
@@ -493,14 +496,21 @@ class Instrumentation:
         return any(handler is self.span_handler for handler in _span_handlers(self.dispatcher))
 
     def uninstrument(self) -> None:
-        """Remove the handlers from the dispatcher; calling it twice does nothing."""
+        """Release one `instrument()` call, and remove the handlers after the last one.
+
+        Calling it more often than `instrument()` does nothing.
+        """
         with _registry_lock:
+            users = _users.pop(self, 0) - 1
+            if users > 0:
+                _users[self] = users
+                return
             # Assign new lists, so a dispatch iterating the old ones is not disturbed.
-            self.dispatcher.span_handlers = [
+            self.dispatcher.span_handlers = [  # pyright: ignore[reportAttributeAccessIssue]
                 handler
                 for handler in _span_handlers(self.dispatcher)
                 if handler is not self.span_handler
-            ]  # pyright: ignore[reportAttributeAccessIssue]
+            ]
             self.dispatcher.event_handlers = [
                 handler
                 for handler in self.dispatcher.event_handlers
@@ -518,20 +528,23 @@ class Instrumentation:
 
 
 _registry_lock = threading.Lock()
+# How many `instrument()` calls each live registration has not released yet.
+_users: dict[Instrumentation, int] = {}
 
 
 def instrument(dispatcher: Dispatcher | None = None) -> Instrumentation:
     """Register agentlease's audit handlers on a LlamaIndex dispatcher, once.
 
-    Calling it again for the same dispatcher returns the registration already in place, so
-    libraries and applications can both call it.
+    Calling it again for the same dispatcher returns the registration already in place and
+    counts one more user of it, so libraries and applications can both call it. Each call is
+    released by one `Instrumentation.uninstrument()`, or by leaving its ``with`` block.
 
     Args:
         dispatcher: The dispatcher to register on; defaults to LlamaIndex's root dispatcher,
-            which sees the events and spans of every LlamaIndex module.
+            which receives the events and spans of every LlamaIndex module.
 
     Returns:
-        The registration; `Instrumentation.uninstrument()` removes it.
+        The registration.
 
     Example:
         >>> from agentlease_llamaindex import instrument
@@ -543,8 +556,11 @@ def instrument(dispatcher: Dispatcher | None = None) -> Instrumentation:
     with _registry_lock:
         for handler in _span_handlers(target):
             if isinstance(handler, AuditSpanHandler):
-                return handler.instrumentation
+                registration = handler.instrumentation
+                _users[registration] = _users.get(registration, 0) + 1
+                return registration
         registration = Instrumentation(target)
+        _users[registration] = 1
         target.add_span_handler(registration.span_handler)  # pyright: ignore[reportUnknownMemberType]
         target.add_event_handler(registration.event_handler)
     return registration

@@ -1,7 +1,7 @@
 """`SecureLLM`: a LlamaIndex function-calling LLM whose every call goes through agentlease.
 
 Each call is routed by policy for the current task, carries a grant scoped to that task, and
-lands in the task's audit session. The model holds no credential: the route's credential is
+lands in the task's audit session. The model stores no credential: the route's credential is
 attached per request by the core, so `to_dict()`, `to_json()`, pickles and instrumentation
 payloads have nothing secret to leak.
 """
@@ -12,9 +12,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from agentlease.client import ModelClient
-from agentlease.messages import ChatRequest
-from agentlease.runtime import Runtime
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -36,6 +33,9 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
+from agentlease.client import ModelClient
+from agentlease.messages import ChatRequest
+from agentlease.runtime import Runtime
 from agentlease_llamaindex._convert import (
     StreamAccumulator,
     completion_from_chat,
@@ -138,7 +138,10 @@ class SecureLLM(FunctionCallingLLM):
         )
 
     def __getstate__(self) -> dict[Any, Any]:
-        """Return the pickle state without the runtime, which holds the signing key."""
+        """Return the pickle state without the runtime, which contains the signing key.
+
+        A restored model uses the default runtime, or the task's, until one is set again.
+        """
         state = super().__getstate__()
         private = state.get("__pydantic_private__")
         if isinstance(private, dict):
@@ -225,8 +228,8 @@ class SecureLLM(FunctionCallingLLM):
     ) -> dict[str, Any]:
         """Build the `chat` arguments for a call that offers tools.
 
-        `tool_required` makes the model call a tool unless `tool_choice` says otherwise;
-        `strict` asks the provider to follow the tools' schemas exactly.
+        `tool_required` makes the model call a tool unless `tool_choice` names another choice.
+        `strict` requests that the provider follow the tools' schemas exactly.
         """
         messages = list(chat_history or [])
         if isinstance(user_msg, str):
@@ -270,7 +273,7 @@ class SecureLLM(FunctionCallingLLM):
         selections = tool_selections(response.message)
         if not selections and error_on_no_tool_call:
             raise ValueError(
-                f"Model {self.model!r} answered without a tool call; pass "
+                f"Model {self.model!r} returned no tool call; pass "
                 "error_on_no_tool_call=False to accept text answers."
             )
         return selections

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agentlease.errors import TaskError
-from agentlease.routing import DATA_CLASSES, data_class_level
-from agentlease.task import current_task
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.bridge.pydantic import Field, field_validator
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from agentlease.errors import TaskError
+from agentlease.routing import DATA_CLASSES, data_class_level
+from agentlease.task import current_task
 
 __all__ = ["DataClassLabeler", "DataClassRetriever"]
 
@@ -38,7 +39,7 @@ class DataClassLabeler(BaseNodePostprocessor):
     is not cleared for it.
 
     Args:
-        metadata_key: The node metadata key that holds the data class.
+        metadata_key: The node metadata key that contains the data class.
         unknown_class: The class assumed for a label that is not a known data class.
         default_class: The class assumed for a node without a label, or None to ignore it.
 
@@ -50,7 +51,7 @@ class DataClassLabeler(BaseNodePostprocessor):
     """
 
     metadata_key: str = Field(
-        default="data_class", description="The node metadata key that holds the data class."
+        default="data_class", description="The node metadata key that contains the data class."
     )
     unknown_class: str = Field(
         default="restricted",

@@ -3,8 +3,9 @@
 LlamaIndex agents inject the workflow `Context` only into `FunctionTool`s, so a guarded
 function tool is itself a `FunctionTool` with the original's metadata, schema, partial
 parameters, callbacks and `Context` parameter. Other tools are wrapped by a delegating
-`SecureTool`. A call the policy denies does not run the tool and returns an error
-`ToolOutput` whose text says so, which agents feed back to the model; the run goes on.
+`SecureTool`. A call the policy denies does not run the tool. It returns an error
+`ToolOutput` whose text states the denial, and agents feed that back to the model, so the
+run goes on.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from agentlease.errors import PolicyDenied
-from agentlease.runtime import Runtime
-from agentlease.tools import ToolGuard
 from llama_index.core.tools import FunctionTool
 from llama_index.core.tools.types import (
     AsyncBaseTool,
@@ -26,6 +24,10 @@ from llama_index.core.tools.types import (
     ToolOutput,
     adapt_to_async_tool,
 )
+
+from agentlease.errors import PolicyDenied
+from agentlease.runtime import Runtime
+from agentlease.tools import ToolGuard
 
 __all__ = [
     "SecureFunctionTool",
@@ -41,7 +43,7 @@ Risk = Literal["low", "medium", "high"]
 
 
 def denial_message(tool_name: str, error: PolicyDenied) -> str:
-    """Return the text a model sees when the policy denies a tool call."""
+    """Return the tool output text for a call the policy denied."""
     policy_ids = ", ".join(error.policy_ids) or "none"
     reason = error.reason or "no policy permits it"
     return (

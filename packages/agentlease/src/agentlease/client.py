@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from agentlease.audit.record import CredentialInfo
@@ -132,7 +132,7 @@ class ModelClient:
             if implicit:
                 task.close(error)
 
-    def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
+    def stream(self, request: ChatRequest) -> Generator[ChatChunk, None, None]:
         """Stream one model call.
 
         A failure before any output moves to the next permitted route; a failure after output
@@ -169,7 +169,7 @@ class ModelClient:
             if implicit:
                 task.close(None if isinstance(error, GeneratorExit) else error)
 
-    async def astream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def astream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         """Stream one model call asynchronously; see `stream`."""
         task, implicit = self._enter()
         error: BaseException | None = None

@@ -9,7 +9,6 @@ credential bound to this task and this tool alone.
 from __future__ import annotations
 
 import contextvars
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -143,30 +142,37 @@ class ToolGuard:
 
     def call(
         self,
-        fn: Callable[..., T],
+        fn: Callable[[], T],
         /,
-        *args: Any,
+        *,
         call_id: str | None = None,
         arguments: Mapping[str, Any] | None = None,
-        **kwargs: Any,
     ) -> T:
-        """Run `fn(*args, **kwargs)` as a guarded call of this tool.
+        """Run `fn()` as a guarded call of this tool.
+
+        `fn` takes no arguments, so no tool parameter can clash with `call_id` or `arguments`:
+        bind the tool's arguments with `functools.partial` or a lambda.
 
         Args:
-            fn: The tool's own function.
+            fn: The tool's work, with its arguments bound.
             call_id: The model's tool call id, for the audit log and spans.
-            arguments: The arguments to hash into the audit record; defaults to `kwargs`.
+            arguments: The tool's arguments; only their hash is recorded.
 
         Raises:
             PolicyDenied: The policy denied the call; `fn` did not run.
+
+        Example:
+            >>> guard = ToolGuard("crm")
+            >>> guard.call(functools.partial(lookup, "C-1042"), arguments={"id": "C-1042"})
+            ... # doctest: +SKIP
         """
         task, implicit = self._enter()
-        scope = _ToolScope(self, task, call_id, arguments if arguments is not None else kwargs)
+        scope = _ToolScope(self, task, call_id, arguments or {})
         error: BaseException | None = None
         try:
             scope.begin()
             try:
-                result = fn(*args, **kwargs)
+                result = fn()
             except BaseException as exc:
                 scope.failed(exc)
                 raise
@@ -183,21 +189,20 @@ class ToolGuard:
 
     async def acall(
         self,
-        fn: Callable[..., Awaitable[T]],
+        fn: Callable[[], Awaitable[T]],
         /,
-        *args: Any,
+        *,
         call_id: str | None = None,
         arguments: Mapping[str, Any] | None = None,
-        **kwargs: Any,
     ) -> T:
-        """Await `fn(*args, **kwargs)` as a guarded call of this tool; see `call`."""
+        """Await `fn()` as a guarded call of this tool; see `call`."""
         task, implicit = self._enter()
-        scope = _ToolScope(self, task, call_id, arguments if arguments is not None else kwargs)
+        scope = _ToolScope(self, task, call_id, arguments or {})
         error: BaseException | None = None
         try:
             scope.begin()
             try:
-                result = await fn(*args, **kwargs)
+                result = await fn()
             except BaseException as exc:
                 scope.failed(exc)
                 raise
@@ -293,10 +298,3 @@ class _ToolScope:
 
 def _raise(error: BaseException) -> Any:
     raise error
-
-
-def is_coroutine_function(fn: object) -> bool:
-    """Return whether `fn` is an async function (or a callable object with an async call)."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004
-    )
