@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import agentlease
+from agentlease.audit import read_log
 from agentlease.config import CONFIG_ENV, find_config, load_settings
 from agentlease.errors import ConfigurationError, PolicyLoadError, UnknownRouteError
 
@@ -142,3 +143,27 @@ def test_unknown_model_names_known_routes(tmp_path: Path) -> None:
         assert "eu" in caught.value.known
     finally:
         runtime.close()
+
+
+def test_invalid_policy_is_recorded_in_audit_log(tmp_path: Path) -> None:
+    (tmp_path / "bad.cedar").write_text("permit(principal, action, resource) when {", "utf-8")
+    path = write(tmp_path, VALID + '\n[policy]\npath = "bad.cedar"\n')
+    with pytest.raises(PolicyLoadError):
+        agentlease.Runtime.from_config(path)
+    records = read_log(tmp_path / "logs/audit.jsonl")
+    assert [r.action for r in records] == ["config.error"]
+    assert records[0].outcome == "error"
+    assert records[0].error is not None
+    assert "PolicyLoadError" in records[0].error.type
+
+
+def test_malformed_file_is_recorded_in_default_audit_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "[[routes]\nname = ")
+    with pytest.raises(ConfigurationError):
+        agentlease.Runtime.from_config(path)
+    records = read_log(tmp_path / ".agentlease/audit.jsonl")
+    assert records[0].action == "config.error"
+    assert records[0].resource == str(path)

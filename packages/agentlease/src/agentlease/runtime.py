@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from agentlease.audit import AuditLog
 from agentlease.config import Settings, load_settings
-from agentlease.errors import ConfigurationError, PolicyLoadError
-from agentlease.grants import Broker, LocalBroker
+from agentlease.errors import ConfigurationError, GrantError, PolicyLoadError
+from agentlease.grants import Broker, GrantClaims, LocalBroker
+from agentlease.grants._jwt import unverified_claims
 from agentlease.identity import DevelopmentIdentity, IdentitySource, OIDCTokenFile
 from agentlease.policy import (
     AccessRequest,
@@ -117,8 +118,48 @@ class Runtime:
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **overrides: Any) -> Runtime:
-        """Build a runtime from `agentlease.toml` (or the embedded defaults)."""
-        return cls.from_settings(load_settings(path), **overrides)
+        """Build a runtime from `agentlease.toml` (or the embedded defaults).
+
+        A configuration that fails to load is recorded in the audit log before the error is
+        raised: in the log the file names, or in the default log when the file cannot be read.
+
+        Raises:
+            ConfigurationError: The file or a policy it names is invalid.
+        """
+        settings: Settings | None = None
+        try:
+            settings = load_settings(path)
+            return cls.from_settings(settings, **overrides)
+        except ConfigurationError as exc:
+            _audit_startup_failure(settings, path, exc)
+            raise
+
+    def verify_grant(self, token: str, *, audience: str) -> GrantClaims:
+        """Verify a grant received by a service this runtime protects, auditing a rejection.
+
+        Tool servers and gateways that share the broker's key use this to check the bearer
+        token of an incoming call. A rejected token is recorded as a ``grant.verify`` record in
+        the session of the task it claims to belong to; the token itself is never recorded.
+
+        Raises:
+            GrantInvalid: The token is malformed, forged, or for another audience or issuer.
+            GrantExpired: The token has expired.
+            GrantRevoked: The token or its task has been revoked.
+        """
+        try:
+            return self.broker.verifier().verify(token, audience=audience)
+        except GrantError as exc:
+            claimed = _claimed_fields(token)
+            self.audit.append(
+                session_id=claimed.get("task_id") or "unknown",
+                action="grant.verify",
+                actor=claimed.get("sub") or "unknown",
+                outcome="denied",
+                resource=audience,
+                error=exc,
+                attributes={"reason": exc.reason, "claimed_jti": claimed.get("jti")},
+            )
+            raise
 
     def decide(self, requests: Sequence[AccessRequest]) -> list[Decision]:
         """Evaluate requests in one batch; any engine failure denies every request."""
@@ -166,6 +207,38 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"Runtime(routes={[r.name for r in self.routes]}, audit={self.audit.path})"
+
+
+def _claimed_fields(token: str) -> dict[str, str]:
+    """Read the task id, subject and jti a token claims, without trusting them."""
+    try:
+        claims = unverified_claims(token, max_bytes=8192)
+    except GrantError:
+        return {}
+    return {k: v for k in ("task_id", "sub", "jti") if isinstance(v := claims.get(k), str)}
+
+
+def _audit_startup_failure(
+    settings: Settings | None, path: str | Path | None, exc: ConfigurationError
+) -> None:
+    """Record a configuration that failed to load; never raises, because the caller will."""
+    audit_path = (
+        settings.resolve_path(settings.audit.path)
+        if settings is not None
+        else Path(".agentlease/audit.jsonl")
+    )
+    try:
+        with AuditLog.to_file(audit_path) as log:
+            log.append(
+                session_id="startup",
+                action="config.error",
+                actor="agentlease",
+                outcome="error",
+                resource=str(path) if path is not None else None,
+                error=exc,
+            )
+    except Exception:
+        logger.warning("could not record the configuration error in %s", audit_path, exc_info=True)
 
 
 def _policy_from_settings(settings: Settings) -> PolicyEngine:
