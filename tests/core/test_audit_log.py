@@ -890,3 +890,16 @@ def test_file_lines_are_utf8(log_path: Path) -> None:
         log.append(session_id="t", task_name="é", action="task.start", actor=ACTOR)
 
     assert '"task_name":"é"'.encode() in log_path.read_bytes()
+
+
+def test_tree_shows_lists_of_scalars() -> None:
+    log = AuditLog(MemoryAuditSink())
+    record = log.append(
+        session_id="s1",
+        action="framework.retrieve",
+        actor="spiffe://example.org/a",
+        attributes={"data_classes": ["confidential", "internal"], "nested": [{"a": 1}]},
+    )
+    tree = render_tree([record])
+    assert "data_classes=confidential,internal" in tree
+    assert "nested=" not in tree

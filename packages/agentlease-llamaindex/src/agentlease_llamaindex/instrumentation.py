@@ -331,6 +331,9 @@ def _finish(
 
 
 def _labels(nodes: list[Any]) -> list[str]:
+    # NOTE: reads the default "data_class" metadata key only. Nodes labelled under a custom
+    # DataClassLabeler(metadata_key=...) key are listed as unlabelled here; the labeller itself
+    # still raises the task's data class and records that raise.
     labels: set[str] = set()
     for node in nodes:
         if not isinstance(node, NodeWithScore):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from agentlease.audit.record import AuditRecord
 from agentlease.errors import ConfigurationError
@@ -204,11 +204,16 @@ def _outcome_text(record: AuditRecord) -> str:
 
 
 def _attributes_text(attributes: dict[str, Any]) -> str:
-    """Show scalar attributes as key=value; nested values are left to the raw log."""
+    """Show scalar attributes and lists of scalars as key=value; nested values stay in the log."""
     rendered: list[str] = []
     for key in sorted(attributes):
         value = attributes[key]
-        if value is None or isinstance(value, (dict, list)):
+        if isinstance(value, list):
+            items = cast("list[Any]", value)
+            if not items or any(isinstance(item, (dict, list)) for item in items):
+                continue
+            value = ",".join(str(item) for item in items)
+        if value is None or isinstance(value, dict):
             continue
         if len(rendered) == _MAX_ATTRIBUTES:
             rendered.append("…")
