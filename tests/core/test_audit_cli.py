@@ -182,7 +182,7 @@ def test_parsed_args_carry_handler(parser: argparse.ArgumentParser, log_path: Pa
 
 
 def test_agentlease_command_verifies(log_path: Path) -> None:
-    completed = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+    completed = subprocess.run(
         [sys.executable, "-m", "agentlease.cli", "audit", "verify", str(log_path)],
         capture_output=True,
         text=True,

@@ -119,9 +119,7 @@ def test_task_runs_as_oidc_identity(tmp_path: Path) -> None:
     path = tmp_path / "token"
     write_token(path, issuer.token("agent-a"))
     runtime = agentlease.Runtime(
-        identity=agentlease.OIDCTokenFile(
-            path, jwks=issuer.jwks, issuer=ISSUER, audience=AUDIENCE
-        ),
+        identity=agentlease.OIDCTokenFile(path, jwks=issuer.jwks, issuer=ISSUER, audience=AUDIENCE),
         audit=agentlease.audit.AuditLog(agentlease.audit.MemoryAuditSink()),
     )
     with agentlease.task("oidc", runtime=runtime) as opened:
