@@ -63,7 +63,7 @@ def run_script(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Scri
     def run(script: str) -> ScriptRun:
         if script not in runs:
             workdir = tmp_path_factory.mktemp(script.removesuffix(".py"))
-            completed = subprocess.run(  # noqa: S603 (this interpreter and a file of the repo)
+            completed = subprocess.run(
                 [sys.executable, str(EXAMPLES / script)],
                 cwd=workdir,
                 env=offline_environment(),

@@ -15,9 +15,12 @@ from agentlease_langchain import middleware, tools
 
 def test_package_exports_pinned_names() -> None:
     assert agentlease_langchain.__all__ == [
+        "AgentleaseCallbackHandler",
+        "Instrumentation",
         "SecureChatModel",
         "SecureTool",
         "ToolCallDenied",
+        "instrument",
         "secure_tool",
     ]
 

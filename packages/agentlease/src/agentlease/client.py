@@ -67,7 +67,7 @@ class ModelClient:
     # -- public calls ----------------------------------------------------------------------
 
     def chat(self, request: ChatRequest) -> ChatResponse:
-        """Make one model call and return the complete answer.
+        """Make one model call and return the complete response.
 
         Raises:
             UnknownRouteError: No route serves the requested model.

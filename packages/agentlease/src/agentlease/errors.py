@@ -204,7 +204,7 @@ class ProviderError(AgentleaseError):
 
     Attributes:
         route: The name of the route that was called.
-        status_code: The HTTP status, when the provider answered.
+        status_code: The HTTP status, when the provider returned one.
         retriable: Whether another route may succeed where this one failed.
     """
 
@@ -232,7 +232,7 @@ class ProviderUnavailable(ProviderError):
 
 
 class ProviderRateLimited(ProviderError):
-    """The provider answered HTTP 429."""
+    """The provider returned HTTP 429."""
 
     retriable = True
 
@@ -242,7 +242,7 @@ class ProviderAuthError(ProviderError):
 
 
 class ProviderResponseError(ProviderError):
-    """The provider answered with an error status or a response agentlease cannot read.
+    """The provider returned an error status or a response agentlease cannot read.
 
     A 5xx status is retriable; a 4xx status is not.
     """

@@ -52,7 +52,7 @@ class Task:
     Attributes:
         id: A random task id; it is the audit session id and appears in every grant.
         name: The task name given by the caller.
-        purpose: What the task is for, as told to the policy.
+        purpose: What the task is for, passed to the policy.
         jurisdiction: Where the task's data may be processed, or None for no constraint.
         on_behalf_of: The user the task acts for, or None.
         agent_state: A free-form state label the policy may use, such as ``"planning"``.
@@ -178,7 +178,7 @@ class Task:
         return self._subject
 
     def policy_context(self) -> Mapping[str, Any]:
-        """Return the context the policy sees for requests made in this task."""
+        """Return the policy context for requests made in this task."""
         context = self._context
         if context is None:
             context = {
@@ -388,8 +388,8 @@ class TaskScope:
         try:
             _current.reset(self._token)
         except ValueError:
-            # The scope was exited in another context than it was entered in (for example a
-            # generator finalised elsewhere); the task still ends and revokes its grants.
+            # The scope was exited in another context than it was entered in, for example by a
+            # generator finalised elsewhere. The task still ends and revokes its grants.
             logger.debug("task %s exited in a different context", self._task.id)
         self._task.close(error)
 
@@ -434,7 +434,7 @@ def task(
 
     Args:
         name: A short name for the task, shown in the audit log and spans.
-        purpose: What the task is for; the policy sees it.
+        purpose: What the task is for, passed to the policy.
         data_class: The class of the data the task starts with (``public``, ``internal``,
             ``confidential``, ``restricted``).
         jurisdiction: Where the task's data may be processed, such as ``"eu"``.

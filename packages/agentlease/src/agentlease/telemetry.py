@@ -2,7 +2,7 @@
 
 This is the task-aware layer over `agentlease.audit.tracing`: it reads the task, route and
 request and passes their non-secret fields to the span helpers. A top-level task starts a new
-trace, linked to the span that was current when it opened, so one task is one trace; a
+trace, linked to the span that was current when it opened, so one task is one trace. A
 sub-task's span is a child of its parent's. Telemetry never raises into the caller.
 """
 
