@@ -59,8 +59,8 @@ def _oldest_python() -> str | None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite against the locked dependencies."""
-    _sync(session, "test")
+    """Run the whole test suite, the benchmark smoke run included, on the locked dependencies."""
+    _sync(session, "test", "bench")
     session.run("pytest", *session.posargs)
 
 
@@ -121,3 +121,15 @@ def types(session: nox.Session) -> None:
     """Type-check the packages with pyright in strict mode."""
     _sync(session, "types", "test")
     session.run("pyright")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmark suite and write its report to docs/benchmarks.md.
+
+    The full run took about six minutes on the two-core machine that docs/benchmarks.md
+    describes. Pass ``-- --smoke`` for a run of a few seconds that only shows the benchmarks
+    work. The session is not among the default ones.
+    """
+    _sync(session, "test", "bench")
+    session.run("python", "-m", "benchmarks.run", *session.posargs)

@@ -903,3 +903,33 @@ def test_tree_shows_lists_of_scalars() -> None:
     tree = render_tree([record])
     assert "data_classes=confidential,internal" in tree
     assert "nested=" not in tree
+
+
+def test_trusted_infos_equal_validated_ones() -> None:
+    from agentlease.audit import CredentialInfo, DecisionInfo, UsageInfo
+    from agentlease.grants import LocalBroker
+    from agentlease.messages import Usage
+    from agentlease.policy import Decision
+
+    grant = LocalBroker().mint(
+        subject="spiffe://example.org/a",
+        audience="tool:x",
+        scope="call_tool",
+        task_id="t",
+        data_class="internal",
+        lifetime=60,
+    )
+    credential = CredentialInfo.from_grant(grant)
+    assert credential == CredentialInfo(
+        mode="grant", jti=grant.jti, kid=grant.key_id, aud=grant.audience, exp=grant.expires_at
+    )
+    assert (
+        credential.model_dump()
+        == CredentialInfo.model_validate(credential.model_dump()).model_dump()
+    )
+
+    decision = DecisionInfo.from_decision(Decision(allowed=True, policy_ids=("p",), reason="r"))
+    assert decision == DecisionInfo(allowed=True, policy_ids=("p",), reason="r")
+
+    usage = UsageInfo.from_usage(Usage(input_tokens=1, output_tokens=2, total_tokens=3))
+    assert usage == UsageInfo(input_tokens=1, output_tokens=2, total_tokens=3)

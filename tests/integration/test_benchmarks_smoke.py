@@ -6,6 +6,7 @@ check how fast anything is.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -17,7 +18,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        importlib.util.find_spec("langchain_openai") is None,
+        reason="the benchmarks compare against langchain-openai, from the bench dependency group",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +35,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
     completed = subprocess.run(
         [
             sys.executable,
+            "-W",
+            "error",
             "-m",
             "benchmarks.run",
             "--smoke",
@@ -43,6 +52,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Exception ignored" not in completed.stderr, completed.stderr[-3000:]
     return report.read_text(encoding="utf-8"), json.loads(figures.read_text(encoding="utf-8"))
 
 

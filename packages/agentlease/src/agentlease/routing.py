@@ -154,6 +154,7 @@ class RouteCatalog:
     def __init__(self, routes: Iterable[Route] = ()) -> None:
         self._routes: list[Route] = []
         self._by_name: dict[str, Route] = {}
+        self._resolved: dict[str, tuple[Route, ...]] = {}
         for route in routes:
             self.add(route)
 
@@ -169,6 +170,7 @@ class RouteCatalog:
             )
         self._routes.append(route)
         self._by_name[route.name] = route
+        self._resolved.clear()
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._routes)
@@ -199,8 +201,12 @@ class RouteCatalog:
         Raises:
             UnknownRouteError: No route serves the name.
         """
+        resolved = self._resolved.get(name)
+        if resolved is not None:
+            return list(resolved)
         exact = self._by_name.get(name)
         if exact is not None:
+            self._resolved[name] = (exact,)
             return [exact]
         matches = [r for r in self._routes if name in r.groups or r.model == name]
         if not matches:
@@ -211,7 +217,9 @@ class RouteCatalog:
                 name=name,
                 known=known,
             )
-        return sorted(matches, key=lambda r: r.priority)
+        ordered = sorted(matches, key=lambda r: r.priority)
+        self._resolved[name] = tuple(ordered)
+        return ordered
 
 
 def filter_capable(routes: Sequence[Route], *, tools: bool, structured_output: bool) -> list[Route]:

@@ -109,6 +109,7 @@ class Task:
             id=self.identity.id, type="Agent", properties=self.identity.policy_properties()
         )
         self._context: dict[str, Any] | None = None
+        self._requests: dict[tuple[str, Resource], AccessRequest] = {}
         self._actor_chain = self._build_actor_chain()
 
     # -- state ---------------------------------------------------------------------------
@@ -161,6 +162,7 @@ class Task:
                     previous = node.data_class
                     node._level = level
                     node._context = None
+                    node._requests = {}
                     raised = True
                     node.audit(
                         "task.data_class_raised",
@@ -195,10 +197,22 @@ class Task:
         return context
 
     def access_request(self, action: str, resource: Resource) -> AccessRequest:
-        """Build a policy request for `action` on `resource` in this task."""
-        return AccessRequest(
-            subject=self._subject, action=action, resource=resource, context=self.policy_context()
-        )
+        """Build a policy request for `action` on `resource` in this task.
+
+        Requests are reused until the task's data class changes, because building one computes
+        its cache key.
+        """
+        key = (action, resource)
+        request = self._requests.get(key)
+        if request is None:
+            request = AccessRequest(
+                subject=self._subject,
+                action=action,
+                resource=resource,
+                context=self.policy_context(),
+            )
+            self._requests[key] = request
+        return request
 
     def decide(self, requests: Sequence[AccessRequest]) -> list[Decision]:
         """Evaluate policy requests in one batch; an engine failure denies every request."""

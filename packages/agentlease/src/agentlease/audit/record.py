@@ -8,7 +8,7 @@ expiry, never as the token. Tool arguments and results appear as hashes (see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -41,6 +41,7 @@ MAX_ERROR_MESSAGE_CHARS = 500
 
 Outcome = Literal["ok", "denied", "error", "cancelled"]
 CredentialMode = Literal["grant", "api_key", "exchange", "unmediated"]
+_CREDENTIAL_MODES = frozenset(("grant", "api_key", "exchange", "unmediated"))
 
 _HEX64 = r"^[0-9a-f]{64}$"
 
@@ -80,6 +81,24 @@ class UsageLike(Protocol):
     def total_tokens(self) -> int: ...
 
 
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def construct_trusted(cls: type[_ModelT], **fields: Any) -> _ModelT:
+    """Build a model from values that are already valid, without pydantic validation.
+
+    NOTE: this sets the same instance attributes as `BaseModel.model_construct` in pydantic 2,
+    at a fraction of its cost, and needs every field passed. Tests compare the results with
+    validated models.
+    """
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", fields)
+    object.__setattr__(model, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
+
+
 class DecisionInfo(BaseModel, frozen=True, extra="forbid"):
     """A policy decision as the audit log records it.
 
@@ -96,10 +115,12 @@ class DecisionInfo(BaseModel, frozen=True, extra="forbid"):
     @classmethod
     def from_decision(cls, decision: DecisionLike) -> DecisionInfo:
         """Copy a policy engine's decision (any object with `allowed`, `policy_ids`, `reason`)."""
-        return cls(
-            allowed=decision.allowed,
-            policy_ids=tuple(decision.policy_ids),
-            reason=decision.reason,
+        # The fields come from typed objects, so validation is skipped on this hot path.
+        return construct_trusted(
+            cls,
+            allowed=bool(decision.allowed),
+            policy_ids=tuple(str(i) for i in decision.policy_ids),
+            reason=str(decision.reason),
         )
 
 
@@ -125,12 +146,15 @@ class CredentialInfo(BaseModel, frozen=True, extra="forbid"):
     @classmethod
     def from_grant(cls, grant: GrantLike, *, mode: CredentialMode = "grant") -> CredentialInfo:
         """Describe a grant (any object with `jti`, `key_id`, `audience`, `expires_at`)."""
-        return cls(
+        if mode not in _CREDENTIAL_MODES:
+            return cls(mode=mode, jti=grant.jti)  # raises the validation error
+        return construct_trusted(
+            cls,
             mode=mode,
-            jti=grant.jti,
-            kid=grant.key_id,
-            aud=grant.audience,
-            exp=grant.expires_at,
+            jti=str(grant.jti),
+            kid=str(grant.key_id),
+            aud=str(grant.audience),
+            exp=int(grant.expires_at),
         )
 
 
@@ -172,10 +196,11 @@ class UsageInfo(BaseModel, frozen=True, extra="forbid"):
     @classmethod
     def from_usage(cls, usage: UsageLike) -> UsageInfo:
         """Copy the token counts of a usage object (any object with the three fields)."""
-        return cls(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            total_tokens=usage.total_tokens,
+        return construct_trusted(
+            cls,
+            input_tokens=int(usage.input_tokens),
+            output_tokens=int(usage.output_tokens),
+            total_tokens=int(usage.total_tokens),
         )
 
 

@@ -22,6 +22,7 @@ exception message can quote any of them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
@@ -453,14 +454,20 @@ def _span_name(operation: str, target: str) -> str:
 def _server_attributes(base_url: str | None) -> dict[str, AttributeValue | None]:
     if not base_url:
         return {}
+    return dict(_parse_server(base_url))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_server(base_url: str) -> tuple[tuple[str, AttributeValue | None], ...]:
+    """Parse a base URL into server attributes once; routes reuse a few URLs for every call."""
     try:
         url = urlsplit(base_url)
         port = url.port
     except ValueError:
-        return {}
+        return ()
     if port is None:
         port = {"https": 443, "http": 80}.get(url.scheme)
-    return {semconv.SERVER_ADDRESS: url.hostname, semconv.SERVER_PORT: port}
+    return ((semconv.SERVER_ADDRESS, url.hostname), (semconv.SERVER_PORT, port))
 
 
 def _set(span: Span, values: Mapping[str, AttributeValue | None]) -> None:

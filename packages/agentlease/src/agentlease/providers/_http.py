@@ -230,7 +230,7 @@ class HttpClients:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self._timeout = timeout
-        self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._limits = limits or httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         self._trust_env = trust_env
         self._headers = {"user-agent": _USER_AGENT, **(headers or {})}
         self._lock = threading.Lock()

@@ -1,0 +1,1 @@
+"""The agentlease benchmark suite. Run it with ``python -m benchmarks.run``."""
