@@ -358,6 +358,31 @@ def test_plain_tool_inside_secure_tool_gets_finding(
     assert [finding.resource for finding in findings] == ["tool:plain_lookup"]
 
 
+def test_secure_tool_inside_secure_tool_has_no_finding(
+    runtime: agentlease.Runtime, audit_records: Records
+) -> None:
+    inner = secure_tool(lookup_order)
+
+    @tool
+    def outer(order_id: str) -> str:
+        """Look an order up through another guarded tool."""
+        return inner.invoke({"order_id": order_id})
+
+    guarded = secure_tool(outer)
+    with agentlease.task("orders") as opened:
+        guarded.invoke({"order_id": "A-1"}, config=with_handler())
+    records = in_session(audit_records, opened)
+    assert of_action(records, "finding") == []
+    assert len(of_action(records, "tool.call")) == 2
+
+
+def test_secure_tool_marks_metadata() -> None:
+    guarded = secure_tool(lookup_order)
+    assert guarded.metadata is not None
+    assert guarded.metadata["agentlease_guarded"] is True
+    assert lookup_order.metadata is None or "agentlease_guarded" not in lookup_order.metadata
+
+
 def test_tool_nested_via_input_config_gets_finding(
     runtime: agentlease.Runtime, audit_records: Records
 ) -> None:

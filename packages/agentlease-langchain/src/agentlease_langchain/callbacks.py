@@ -54,6 +54,7 @@ from agentlease.task import Task, current_task
 from agentlease.tools import current_grant
 from agentlease_langchain.chat_models import SecureChatModel
 from agentlease_langchain.tools import (
+    GUARDED_METADATA_KEY,
     _tool_call_id,  # pyright: ignore[reportPrivateUsage]
 )
 
@@ -366,7 +367,9 @@ class AgentleaseCallbackHandler(BaseCallbackHandler):
             run = start.run
             name = _text(_mapping(serialized).get("name")) or _text(kwargs.get("name")) or "unknown"
             call_id = _text(kwargs.get("tool_call_id"))
-            guarded = _is_guarded_tool(name, call_id, inside_tool=start.inside_tool)
+            guarded = _mapping(metadata).get(GUARDED_METADATA_KEY) is True or _is_guarded_tool(
+                name, call_id, inside_tool=start.inside_tool
+            )
             run.resource = f"tool:{name}"
             run.attributes = {
                 "tool": name,
@@ -544,7 +547,10 @@ def _is_secure_model(serialized: Mapping[str, Any] | None, params: Mapping[str, 
 
 
 def _is_guarded_tool(name: str, call_id: str | None, *, inside_tool: bool) -> bool:
-    """Return whether the tool run starting now is guarded by agentlease.
+    """Return whether the tool run starting now is guarded by agentlease, for unmarked tools.
+
+    Tools built by `secure_tool` carry `GUARDED_METADATA_KEY` in their metadata, which the
+    caller checks first; this covers the rest, such as tools guarded by the middleware.
 
     A tool built by `secure_tool` sets the model's tool call id, or None, in a context
     variable before LangChain starts the run, and guards the call inside the run.
@@ -564,8 +570,6 @@ def _is_guarded_tool(name: str, call_id: str | None, *, inside_tool: bool) -> bo
         if call_id is not None and marker == call_id:
             return True
         if call_id is None and marker is None and grant is None and not inside_tool:
-            # NOTE: a `secure_tool` tool called without a tool call id inside another guarded
-            # tool is taken as unguarded, because its run looks like a nested plain tool.
             return True
     if grant is None:
         return False

@@ -38,6 +38,9 @@ Risk = Literal["low", "medium", "high"]
 
 # The id of the model's tool call being run, set by the guarded tool's `run`/`arun` so that
 # the guarded function can audit it and decide how a denial is reported.
+GUARDED_METADATA_KEY = "agentlease_guarded"
+"""The tool metadata key that marks a tool guarded by `secure_tool`; callbacks receive it."""
+
 _tool_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "agentlease_langchain_tool_call_id", default=None
 )
@@ -322,7 +325,13 @@ def _guarded_copy(
     if tool.coroutine is not None:
         fields["coroutine"] = _guarded_coroutine(tool.coroutine, guard, names)
     fields["handle_tool_error"] = _DenialHandler(tool.handle_tool_error)
+    fields["metadata"] = _marked(tool.metadata)
     return cls.build(guard, **fields)
+
+
+def _marked(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """Return tool metadata with the marker that tells callbacks agentlease guards the tool."""
+    return {**(metadata or {}), GUARDED_METADATA_KEY: True}
 
 
 class SecureTool(_CallIdTool):
@@ -355,7 +364,7 @@ class SecureTool(_CallIdTool):
             "verbose": tool.verbose,
             "callbacks": tool.callbacks,
             "tags": tool.tags,
-            "metadata": tool.metadata,
+            "metadata": _marked(tool.metadata),
             "handle_tool_error": _DenialHandler(tool.handle_tool_error),
             "handle_validation_error": tool.handle_validation_error,
             "response_format": tool.response_format,
