@@ -191,3 +191,38 @@ def test_task_repr_shows_no_token(runtime: agentlease.Runtime) -> None:
         assert grant.token not in repr(opened)
         assert grant.token not in repr(grant)
         assert grant.token not in opened._repr_html_()
+
+
+class CountingSink:
+    """A sink that records which thread each flush ran on."""
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+        self.flush_threads: list[int] = []
+
+    def write(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+    def flush(self) -> None:
+        self.flush_threads.append(threading.get_ident())
+
+    def close(self) -> None:
+        pass
+
+
+def test_sync_task_flushes_audit_log_on_exit() -> None:
+    sink = CountingSink()
+    runtime = agentlease.Runtime(audit=agentlease.audit.AuditLog(sink))
+    with agentlease.task("flushed", runtime=runtime), agentlease.task("sub"):
+        pass
+    assert sink.flush_threads == [threading.get_ident()]
+
+
+async def test_async_task_flushes_audit_log_off_event_loop() -> None:
+    sink = CountingSink()
+    runtime = agentlease.Runtime(audit=agentlease.audit.AuditLog(sink))
+    async with agentlease.task("flushed", runtime=runtime):
+        pass
+    assert len(sink.flush_threads) == 1
+    assert sink.flush_threads[0] != threading.get_ident()
+    assert sink.records[-1].action == "task.end"

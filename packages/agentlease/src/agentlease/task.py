@@ -9,6 +9,7 @@ exception or by cancellation.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import secrets
@@ -312,10 +313,13 @@ class Task:
             },
         )
 
-    def close(self, error: BaseException | None = None) -> None:
+    def close(self, error: BaseException | None = None, *, flush: bool = True) -> None:
         """End the task: revoke every grant it minted and close its audit session.
 
-        Closing twice does nothing.
+        A top-level task flushes the audit log when it ends, which fsyncs the log file under
+        the default fsync mode. Pass ``flush=False`` to flush yourself, as ``async with``
+        does on a worker thread so that the fsync does not block the event loop. Closing twice
+        does nothing.
         """
         with self._lock:
             if self._closed:
@@ -341,7 +345,7 @@ class Task:
                 },
             )
             self.runtime.telemetry.end_task_span(self, error)
-            if self.parent is None:
+            if flush and self.parent is None:
                 self.runtime.audit.flush()
 
     def _revoke(self, grants: list[Grant]) -> None:
@@ -396,7 +400,7 @@ class TaskScope:
         self._token = _current.set(opened)
         return opened
 
-    def _close(self, error: BaseException | None) -> None:
+    def _close(self, error: BaseException | None, *, flush: bool = True) -> None:
         assert self._task is not None
         assert self._token is not None
         try:
@@ -405,7 +409,7 @@ class TaskScope:
             # The scope was exited in another context than it was entered in, for example by a
             # generator finalised elsewhere. The task still ends and revokes its grants.
             logger.debug("task %s exited in a different context", self._task.id)
-        self._task.close(error)
+        self._task.close(error, flush=flush)
 
     def __enter__(self) -> Task:
         return self._open()
@@ -427,7 +431,11 @@ class TaskScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._close(exc)
+        self._close(exc, flush=False)
+        assert self._task is not None
+        if self._task.parent is None:
+            # Revocation and the task.end record are already written; only the fsync waits.
+            await asyncio.to_thread(self._task.runtime.audit.flush)
 
 
 def task(

@@ -162,10 +162,19 @@ class JsonlAuditSink:
                 os.fsync(self._fd)
 
     def flush(self) -> None:
-        """Force written records to disk, unless `fsync` is ``"never"``."""
+        """Force written records to disk, unless `fsync` is ``"never"``.
+
+        The fsync runs on a duplicate of the file descriptor outside the sink's lock, so
+        other threads keep appending while the disk catches up.
+        """
         with self._lock:
-            if not self._closed and self.fsync != "never":
-                os.fsync(self._fd)
+            if self._closed or self.fsync == "never":
+                return
+            fd = os.dup(self._fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Flush and close the file. Closing twice does nothing."""
@@ -385,10 +394,9 @@ class AuditLog:
         return record
 
     def flush(self) -> None:
-        """Flush every sink."""
-        with self._lock:
-            for sink in self._sinks:
-                sink.flush()
+        """Flush every sink; sinks lock themselves, so appends go on meanwhile."""
+        for sink in self._sinks:
+            sink.flush()
 
     def close(self) -> None:
         """Flush and close every sink. Closing twice does nothing."""
