@@ -58,7 +58,7 @@ class Message:
         role: Who wrote it.
         content: Text, or a list of OpenAI-style content parts for multimodal input.
         tool_calls: Tool calls that an assistant message requests.
-        tool_call_id: For a ``tool`` message, the id of the call it answers.
+        tool_call_id: For a ``tool`` message, the id of the call it responds to.
         name: An optional participant or tool name.
     """
 
@@ -94,7 +94,7 @@ class Usage:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatRequest:
-    """What the caller asks of a model, independent of any provider.
+    """A model call request, independent of any provider.
 
     Attributes:
         messages: The conversation so far.
@@ -126,7 +126,7 @@ class ChatRequest:
 
     @property
     def needs_structured_output(self) -> bool:
-        """Whether the request asks for a JSON schema response format."""
+        """Whether the request sets a JSON schema or JSON object response format."""
         return self.response_format is not None and self.response_format.get("type") in (
             "json_schema",
             "json_object",
@@ -135,7 +135,7 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatResponse:
-    """A complete model answer.
+    """A complete model response.
 
     Attributes:
         message: The assistant message, with any tool calls.
@@ -158,7 +158,7 @@ class ChatResponse:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatChunk:
-    """One increment of a streamed answer.
+    """One increment of a streamed response.
 
     Only the chunk that carries usage has `usage` set, and only the last chunk has
     `finish_reason` set.

@@ -1,9 +1,9 @@
-"""Routes, and the router that picks the first one the policy permits.
+"""Routes, and the catalog that resolves a requested model name to candidate routes.
 
-A `Route` is one way to reach a model. The `Router` resolves a requested model name to
-candidate routes in preference order, asks the policy about all of them in one batch, and
-returns the permitted ones. It does no I/O: calling the provider and moving to the next
-permitted route on a retriable failure is the model client's job.
+A `Route` is one way to reach a model. `RouteCatalog.resolve` turns a route name, route group
+or model id into candidate routes in preference order. This module does no I/O and decides
+nothing: `agentlease.ModelClient` sends the candidates to the policy in one batch, calls the
+first permitted one, and moves to the next permitted one on a retriable failure.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def data_class_level(data_class: str) -> int:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Capabilities:
-    """What a route's model supports; the router skips routes that lack what a call needs."""
+    """The features of a route's model; a call skips routes that lack a feature it needs."""
 
     tools: bool = True
     structured_output: bool = True

@@ -68,8 +68,9 @@ class Telemetry:
         span = task.span
         if span is None:
             return
-        span.set_attribute(semconv.AGENTLEASE_DATA_CLASS, task.data_class)
-        span.set_attribute(semconv.AGENTLEASE_GRANTS_REVOKED, len(task.revoked))
+        with contextlib.suppress(Exception):
+            span.set_attribute(semconv.AGENTLEASE_DATA_CLASS, task.data_class)
+            span.set_attribute(semconv.AGENTLEASE_GRANTS_REVOKED, len(task.revoked))
         tracing.end_span(span, error=error)
 
     def start_chat_span(self, task: Task, route: Route, request: ChatRequest) -> Span:

@@ -2,7 +2,7 @@
 
 `OpenAIProvider` serves every route whose `protocol` is ``"openai"``: OpenAI, Azure OpenAI's
 compatible endpoint, Mistral, Groq, vLLM, Ollama and most gateways. It translates the neutral
-`ChatRequest` to a `POST {base_url}/chat/completions` body and the answer back to a
+`ChatRequest` to a `POST {base_url}/chat/completions` body and the response back to a
 `ChatResponse` or a stream of `ChatChunk`s. The hot path uses plain dictionaries and the fastest
 JSON codec available, with no validation layer in between.
 """
@@ -108,10 +108,11 @@ class OpenAIProvider:
         return url
 
     def chat(self, route: Route, request: ChatRequest, *, auth: httpx.Auth) -> ChatResponse:
-        """Send `request` to `route` and return the complete answer.
+        """Send `request` to `route` and return the complete response.
 
         Raises:
-            ProviderError: The call failed; the subclass and `retriable` say how.
+            ProviderError: The call failed. Its subclass tells why, and `retriable` whether
+                another route may help.
         """
         client = self._clients.sync
         http_request = client.build_request(
@@ -128,10 +129,11 @@ class OpenAIProvider:
         return _completion(response, route)
 
     async def achat(self, route: Route, request: ChatRequest, *, auth: httpx.Auth) -> ChatResponse:
-        """Send `request` to `route` and return the complete answer, asynchronously.
+        """Send `request` to `route` and return the complete response, asynchronously.
 
         Raises:
-            ProviderError: The call failed; the subclass and `retriable` say how.
+            ProviderError: The call failed. Its subclass tells why, and `retriable` whether
+                another route may help.
         """
         client = await self._clients.get_async()
         http_request = client.build_request(
@@ -201,7 +203,7 @@ class OpenAIProvider:
     async def astream(
         self, route: Route, request: ChatRequest, *, auth: httpx.Auth
     ) -> AsyncIterator[ChatChunk]:
-        """Send `request` to `route` and yield the answer as it arrives, asynchronously.
+        """Send `request` to `route` and yield the response as it arrives, asynchronously.
 
         Raises:
             StreamInterrupted: The stream failed after its first content or tool-call delta.
