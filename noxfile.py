@@ -19,6 +19,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 nox.options.sessions = [
     "tests",
+    "tests_oldest",
     "isolation_core",
     "isolation_langchain",
     "isolation_llamaindex",
@@ -61,6 +62,13 @@ def _oldest_python() -> str | None:
 def tests(session: nox.Session) -> None:
     """Run the whole test suite, the benchmark smoke run included, on the locked dependencies."""
     _sync(session, "test", "bench")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=_oldest_python() or False)
+def tests_oldest(session: nox.Session) -> None:
+    """Run the test suite on the oldest supported Python."""
+    _sync(session, "test")
     session.run("pytest", *session.posargs)
 
 

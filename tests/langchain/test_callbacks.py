@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import doctest
 import json
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -621,6 +622,14 @@ async def test_async_run_inline_finds_task(
     assert len(of_action(in_session(audit_records, opened), "finding")) == 1
 
 
+@pytest.mark.xfail(
+    sys.version_info < (3, 11),
+    reason=(
+        "before Python 3.11 asyncio cannot pass a context to new tasks, so LangGraph does not "
+        "propagate callbacks to the model runs inside an async graph node"
+    ),
+    strict=True,
+)
 async def test_async_agent_run_recorded(
     runtime: agentlease.Runtime, model_server: ModelServer, audit_records: Records
 ) -> None:
