@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,15 @@ def make_routes(server: ModelServer) -> list[Route]:
             priority=20,
         ),
     ]
+
+
+@pytest.fixture
+def unreachable_url() -> str:
+    """A base URL on 127.0.0.1 whose port nothing listens on, for connection failures."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,16 +151,8 @@ def test_client_error_does_not_fall_back(
     assert served_prefixes(model_server) == ["/fast"]
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_unreachable_provider_names_route(tmp_path: Path) -> None:
-    route = agentlease.Route(
-        name="down", base_url=f"http://127.0.0.1:{closed_port()}/v1", model="m", groups=("g",)
-    )
+def test_unreachable_provider_names_route(tmp_path: Path, unreachable_url: str) -> None:
+    route = agentlease.Route(name="down", base_url=unreachable_url, model="m", groups=("g",))
     sink = MemoryAuditSink()
     runtime = agentlease.Runtime(routes=[route], audit=AuditLog(sink))
     try:

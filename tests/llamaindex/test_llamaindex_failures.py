@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import pytest
@@ -16,16 +15,8 @@ from agentlease_llamaindex import SecureLLM
 HELLO = [ChatMessage(role="user", content="hello")]
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_unreachable_provider_raises_and_is_audited() -> None:
-    route = agentlease.Route(
-        name="down", base_url=f"http://127.0.0.1:{closed_port()}/v1", model="m", groups=("g",)
-    )
+def test_unreachable_provider_raises_and_is_audited(unreachable_url: str) -> None:
+    route = agentlease.Route(name="down", base_url=unreachable_url, model="m", groups=("g",))
     sink = MemoryAuditSink()
     runtime = agentlease.Runtime(routes=[route], audit=AuditLog(sink))
     try:

@@ -252,7 +252,7 @@ class StreamInterrupted(ProviderError):
     """A streamed response failed after output had begun.
 
     agentlease never retries such a stream on another route, because the caller has already
-    seen part of the answer.
+    received part of the response.
     """
 
 

@@ -1,7 +1,7 @@
 """Tasks: the unit of identity, authorisation and audit.
 
 A task is opened with `task(...)` as a sync or async context manager and bound to a context
-variable, so every model call, tool call and sub-agent started inside it inherits it across
+variable. Every model call, tool call and sub-agent started inside it inherits it, across
 asyncio tasks and executor threads that copy the context. A task mints grants on demand,
 remembers each one, and revokes all of them when it ends, whether it ends normally, by an
 exception or by cancellation.
@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from agentlease.audit.record import AuditRecord, CredentialInfo
+from agentlease.audit.tracing import span_ids
 from agentlease.errors import ConfigurationError, TaskError
 from agentlease.grants import Grant, GrantCache
 from agentlease.policy import AccessRequest, Decision, Resource, Subject
@@ -143,7 +144,7 @@ class Task:
     def raise_data_class(self, data_class: str, *, source: str | None = None) -> bool:
         """Raise the task's data class to at least `data_class`.
 
-        Every later routing decision sees the raised class, so data never flows to a model
+        Every later routing decision uses the raised class, so data never flows to a model
         the policy does not clear for it. The raise also applies to enclosing tasks, because a
         sub-agent's results flow back to them.
 
@@ -281,7 +282,7 @@ class Task:
 
     def audit(self, action: str, *, span: Span | None = None, **fields: Any) -> AuditRecord:
         """Append a record of this task's session to the audit log."""
-        trace_id, span_id = _span_ids(span or self.span)
+        trace_id, span_id = span_ids(span or self.span)
         return self.runtime.audit.append(
             session_id=self.id,
             parent_session_id=self.parent.id if self.parent is not None else None,
@@ -510,15 +511,6 @@ def _narrow(
             )
         on_behalf_of = parent.on_behalf_of
     return jurisdiction, on_behalf_of
-
-
-def _span_ids(span: Span | None) -> tuple[str | None, str | None]:
-    if span is None:
-        return None, None
-    context = span.get_span_context()
-    if not context.is_valid:
-        return None, None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
 def _outcome(error: BaseException | None) -> str:

@@ -37,6 +37,7 @@ from agentlease.audit.record import (
     UsageLike,
     construct_trusted,
 )
+from agentlease.audit.tracing import span_ids
 from agentlease.audit.verify import check_line, count_lines
 from agentlease.errors import AuditChainBroken, AuditError, ConfigurationError
 
@@ -485,10 +486,7 @@ def _construct_record(fields: dict[str, Any]) -> AuditRecord:
 
 
 def _current_span_ids() -> tuple[str | None, str | None]:
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None, None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    return span_ids(trace.get_current_span())
 
 
 def _check_id(name: str, value: str | None, pattern: re.Pattern[str]) -> None:

@@ -17,23 +17,23 @@ __all__ = ["ChatProvider"]
 class ChatProvider(Protocol):
     """A wire protocol that sends neutral chat requests to a route's endpoint.
 
-    A provider holds connection pools and no credentials: each call receives an `httpx.Auth`
+    A provider keeps connection pools and no credentials: each call receives an `httpx.Auth`
     that attaches the credential for that request. Every failure is a `ProviderError`, and a
     stream that fails after its first content or tool-call delta raises `StreamInterrupted`.
     """
 
     def chat(self, route: Route, request: ChatRequest, *, auth: httpx.Auth) -> ChatResponse:
-        """Send `request` to `route` and return the complete answer."""
+        """Send `request` to `route` and return the complete response."""
         ...
 
     async def achat(self, route: Route, request: ChatRequest, *, auth: httpx.Auth) -> ChatResponse:
-        """Send `request` to `route` and return the complete answer, asynchronously."""
+        """Send `request` to `route` and return the complete response, asynchronously."""
         ...
 
     def stream(
         self, route: Route, request: ChatRequest, *, auth: httpx.Auth
     ) -> Iterator[ChatChunk]:
-        """Send `request` to `route` and yield the answer as it arrives."""
+        """Send `request` to `route` and yield the response as it arrives."""
         ...
 
     def astream(

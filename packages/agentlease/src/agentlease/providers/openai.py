@@ -111,7 +111,7 @@ class OpenAIProvider:
         """Send `request` to `route` and return the complete response.
 
         Raises:
-            ProviderError: The call failed. Its subclass tells why, and `retriable` whether
+            ProviderError: The call failed. Its subclass shows why, and `retriable` whether
                 another route may help.
         """
         client = self._clients.sync
@@ -132,7 +132,7 @@ class OpenAIProvider:
         """Send `request` to `route` and return the complete response, asynchronously.
 
         Raises:
-            ProviderError: The call failed. Its subclass tells why, and `retriable` whether
+            ProviderError: The call failed. Its subclass shows why, and `retriable` whether
                 another route may help.
         """
         client = await self._clients.get_async()
@@ -152,15 +152,15 @@ class OpenAIProvider:
     def stream(
         self, route: Route, request: ChatRequest, *, auth: httpx.Auth
     ) -> Iterator[ChatChunk]:
-        """Send `request` to `route` and yield the answer as it arrives.
+        """Send `request` to `route` and yield the response as it arrives.
 
         The request is sent when iteration starts. Content and tool-call deltas come as they
         arrive; one last chunk carries `finish_reason` and `usage`.
 
         Raises:
             StreamInterrupted: The stream failed after its first content or tool-call delta.
-            ProviderError: The call failed before any output; the subclass and `retriable`
-                say how.
+            ProviderError: The call failed before any output. Its subclass shows why, and
+                `retriable` whether another route may help.
         """
         client = self._clients.sync
         http_request = client.build_request(
@@ -207,8 +207,8 @@ class OpenAIProvider:
 
         Raises:
             StreamInterrupted: The stream failed after its first content or tool-call delta.
-            ProviderError: The call failed before any output; the subclass and `retriable`
-                say how.
+            ProviderError: The call failed before any output. Its subclass shows why, and
+                `retriable` whether another route may help.
         """
         client = await self._clients.get_async()
         http_request = client.build_request(
@@ -513,7 +513,7 @@ class _SseDecoder:
 
 
 class _StreamState:
-    """The state of one streamed answer: what was seen, and whether output has begun."""
+    """The state of one streamed response: what was seen, and whether output has begun."""
 
     __slots__ = ("done", "finish_reason", "id", "model", "route", "started", "usage")
 
